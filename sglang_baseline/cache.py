@@ -1,0 +1,73 @@
+"""An on-disk cache of parsed files, keyed by file content.
+
+The key is a hash of the file's bytes (plus the Python version, since ASTs differ
+between versions), so a changed file is never served stale.  Entries are written
+to a temporary file and renamed into place, so two runs sharing the cache never
+see half an entry; a corrupt or unreadable entry is treated as a miss.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sglang-baseline"
+
+
+class ParseCache:
+    def __init__(self, root: Path) -> None:
+        self.dir = root / f"ast-py{sys.version_info.major}{sys.version_info.minor}-v{CACHE_FORMAT}"
+        self.hits = 0
+        self.misses = 0
+        self.writable = True
+
+    def _path(self, digest: str) -> Path:
+        return self.dir / digest[:2] / f"{digest}.pickle"
+
+    def get(self, digest: str) -> ast.Module | None:
+        if not digest:
+            return None
+        p = self._path(digest)
+        try:
+            with open(p, "rb") as fh:
+                tree = pickle.load(fh)
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except Exception:  # corrupt entry: ignore it, it will be rewritten
+            self.misses += 1
+            return None
+        if not isinstance(tree, ast.Module):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return tree
+
+    def put(self, digest: str, tree: ast.Module) -> None:
+        if not digest or not self.writable:
+            return
+        p = self._path(digest)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=str(p.parent))
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    pickle.dump(tree, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                os.replace(tmp, p)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except (OSError, RecursionError, pickle.PicklingError):
+            self.writable = False  # read-only or full disk: keep working without writing

@@ -1,0 +1,230 @@
+"""Which model implementation a name refers to.
+
+SGLang registers a model by listing its classes in ``EntryClass`` (one class or a
+list) at the bottom of ``models/<file>.py``; the architecture string a checkpoint
+names is the class name.  Registrations are read statically: only the
+``EntryClass`` statement of each file is parsed, which keeps ``--list`` and
+discovery fast.
+
+Matching order: the ``architectures`` of ``--config`` (nested text configs too),
+an ``EntryClass`` class name, a file stem, then a fuzzy keyword.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelNotFound
+
+_ENTRY_RE = re.compile(r"^EntryClass\s*(?::[^=\n]*)?(\+?=)", re.M)
+_DRAFT_TAGS = ("NextN", "Eagle", "MTP", "Draft", "Medusa")
+_SUFFIXES = ("ForConditionalGeneration", "ForCausalLMNextN", "ForCausalLMEagle3", "ForCausalLMEagle",
+             "ForCausalLM", "ForSequenceClassification", "ForRewardModel", "ForClassification",
+             "ForTokenClassification", "LMHeadModel", "Model")
+
+
+@dataclass
+class Registration:
+    """One class a model file registers."""
+
+    class_name: str
+    module: str  # sglang.srt.models.llama
+    file: str  # models/llama.py
+    line: int
+
+    @property
+    def stem(self) -> str:
+        return self.file.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+@dataclass
+class ModelFileEntry:
+    file: str
+    module: str
+    classes: list[Registration] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class Match:
+    chosen: Registration
+    how: str  # architecture | class | file | keyword
+    score: float
+    alternatives: list[Registration]
+
+
+def norm(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def base_name(cls: str) -> str:
+    for suf in _SUFFIXES:
+        if cls.endswith(suf) and len(cls) > len(suf):
+            return cls[: -len(suf)]
+    return cls
+
+
+def read_registrations(srt: Path) -> list[ModelFileEntry]:
+    """Every ``EntryClass`` of ``models/*.py``, in file order."""
+    out: list[ModelFileEntry] = []
+    models = srt / "models"
+    if not models.is_dir():
+        return out
+    for path in sorted(models.glob("*.py")):
+        if not path.is_file():
+            continue
+        rel = f"models/{path.name}"
+        entry = ModelFileEntry(file=rel, module=f"sglang.srt.models.{path.stem}")
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            entry.error = str(e)
+            out.append(entry)
+            continue
+        names: list[tuple[str, int]] = []
+        for m in _ENTRY_RE.finditer(text):
+            stmt = _statement_at(text, m.start())
+            line = text.count("\n", 0, m.start()) + 1
+            try:
+                tree = ast.parse(stmt)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                entry.error = f"EntryClass at line {line} could not be parsed"
+                continue
+            st = tree.body[0] if tree.body else None
+            value = getattr(st, "value", None)
+            if value is None:
+                continue
+            if isinstance(st, ast.Assign) or (isinstance(st, ast.AnnAssign)):
+                names = []
+            elts = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
+            for e in elts:
+                if isinstance(e, ast.Name):
+                    names.append((e.id, line))
+                elif isinstance(e, ast.Attribute):
+                    names.append((e.attr, line))
+        entry.classes = [Registration(n, entry.module, rel, ln) for n, ln in names]
+        out.append(entry)
+    return out
+
+
+def _statement_at(text: str, start: int) -> str:
+    """The source of the statement starting at ``start`` (bracket-balanced)."""
+    depth = 0
+    i = start
+    n = len(text)
+    in_str: str | None = None
+    while i < n:
+        ch = text[i]
+        if in_str:
+            if ch == "\\":
+                i += 2
+                continue
+            if text.startswith(in_str, i):
+                i += len(in_str)
+                in_str = None
+                continue
+        elif ch in "\"'":
+            in_str = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else ch
+            i += len(in_str)
+            continue
+        elif ch == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "\n" and depth <= 0 and text[i - 1] != "\\":
+            return text[start:i]
+        i += 1
+        if i - start > 100_000:
+            break
+    return text[start:i]
+
+
+def all_registrations(entries: list[ModelFileEntry]) -> list[Registration]:
+    return [r for e in entries for r in e.classes]
+
+
+def find_model(name: str, entries: list[ModelFileEntry], architectures: list[str] | None = None) -> Match:
+    regs = all_registrations(entries)
+    if not regs:
+        raise ModelNotFound("no model registrations (EntryClass) found in this SGLang tree")
+    by_class: dict[str, list[Registration]] = {}
+    for r in regs:
+        by_class.setdefault(r.class_name, []).append(r)
+    # 1. the config's architectures
+    for arch in architectures or []:
+        if arch in by_class:
+            chosen = by_class[arch][0]
+            return Match(chosen, "architecture", 1.0, _others(regs, chosen, name))
+    q = norm(name)
+    if not q:
+        raise ModelNotFound(f"model name {name!r} has no letters or digits")
+    # 2. a class name
+    for r in regs:
+        if norm(r.class_name) == q:
+            return Match(r, "class", 1.0, _others(regs, r, name))
+    # 3. a file stem
+    stems = [r for r in regs if norm(r.stem) == q]
+    if stems:
+        chosen = max(stems, key=lambda r: (_similarity(q, norm(base_name(r.class_name))), -stems.index(r)))
+        return Match(chosen, "file", 1.0, _others(regs, chosen, name))
+    # 4. a keyword
+    scored = sorted(((_score(q, r), i, r) for i, r in enumerate(regs)), key=lambda t: (-t[0], t[1]))
+    best_score, _, best = scored[0]
+    if best_score < 0.55:
+        raise ModelNotFound(f"no SGLang model matches {name!r}", "closest: " + ", ".join(closest(name, regs)))
+    return Match(best, "keyword", best_score, [r for s, _, r in scored[1:] if s >= best_score - 0.15][:8])
+
+
+def _score(q: str, r: Registration) -> float:
+    cls = norm(base_name(r.class_name))
+    stem = norm(r.stem)
+    best = 0.0
+    for cand, weight in ((cls, 1.0), (stem, 0.97)):
+        if not cand:
+            continue
+        if cand == q:
+            s = 1.0
+        elif cand.startswith(q):
+            s = 0.9 - 0.02 * (len(cand) - len(q))
+        elif q.startswith(cand):
+            s = 0.85 - 0.03 * (len(q) - len(cand))
+        elif q in cand:
+            s = 0.7 - 0.01 * (len(cand) - len(q))
+        else:
+            s = 0.8 * _similarity(q, cand)
+        best = max(best, s * weight)
+    if any(tag in r.class_name for tag in _DRAFT_TAGS):  # speculative-decoding drafts come second
+        best *= 0.97
+    return best
+
+
+def _similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+def _others(regs: list[Registration], chosen: Registration, name: str) -> list[Registration]:
+    q = norm(name)
+    same_file = [r for r in regs if r.file == chosen.file and r is not chosen]
+    similar = [r for r in regs if r is not chosen and r.file != chosen.file and _score(q, r) >= 0.75]
+    return (same_file + similar)[:8]
+
+
+def closest(name: str, regs: list[Registration], n: int = 5) -> list[str]:
+    q = norm(name)
+    scored = sorted(regs, key=lambda r: -_score(q, r))
+    out: list[str] = []
+    for r in scored:
+        label = f"{r.class_name} ({r.file})"
+        if label not in out:
+            out.append(label)
+        if len(out) == n:
+            break
+    return out

@@ -1,0 +1,574 @@
+"""The forward pass: ordered calls to child modules and to kernels.
+
+For each module class the CUDA path of its ``forward`` (``forward_cuda`` where the
+class dispatches by platform) is read statement by statement.  Calls are
+classified as
+
+- calls to child modules (``self.qkv_proj(x)``; with the number of arguments,
+  so a norm called with a residual can be told from one called without),
+- calls to the module's own helper methods (read inline),
+- children handed to another call (``final_norm(h, batch, self.norm)``), which
+  then run inside it (one level is looked through to see how),
+- kernels (FlashInfer, sgl_kernel, torch, triton, ...), also inside helper
+  functions of the tree the forward calls (followed a few levels deep).
+
+``if`` tests that only depend on the platform and the constructed module
+(``if _is_npu:``) are decided; others keep both sides, with the test recorded.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import Catalog
+from .diagnostics import Diagnostics
+from .evaluate import Frame, Interpreter, _Break, _Continue, _Raise, _Return, truth
+from .index import ClassSym, ExternalSym, FuncSym, Index, ModuleSym, ParsedModule, ValueSym
+from .values import Obj, Site, Sym
+
+MAX_FOLLOW = 3  # levels of helper functions followed to find kernels
+MAX_INLINE = 4  # levels of self.method() inlined
+
+
+@dataclass
+class Call:
+    kind: str  # child | kernel | delegate
+    target: str  # child attribute name, or the kernel's dotted name
+    site: Site
+    nargs: int = 0
+    keywords: tuple[str, ...] = ()
+    condition: str = ""
+    via: str = ""  # helper chain the call was found through
+    kernel_kind: str = ""
+    receiver: str = ""  # for wrapper calls: the receiver expression text
+    args_text: list[str] = field(default_factory=list)
+    origin: str = ""  # dotted function whose body holds the call
+
+    @property
+    def with_residual(self) -> bool:
+        return self.nargs >= 2 or "residual" in self.keywords
+
+
+@dataclass
+class ForwardPath:
+    method: str  # the method read (forward / forward_cuda / ...)
+    owner: str  # dotted class that defines it
+    site: Site | None
+    calls: list[Call]
+    alternatives: list[str] = field(default_factory=list)  # other platform paths
+
+
+class ForwardReader:
+    def __init__(self, index: Index, interp: Interpreter, catalog: Catalog) -> None:
+        self.index = index
+        self.interp = interp
+        self.catalog = catalog
+        self._cache: dict[tuple, ForwardPath] = {}
+        self._func_cache: dict[tuple, list[Call]] = {}
+        self.quiet = Diagnostics()
+
+    # ------------------------------------------------------------------ entry points
+
+    def forward_of(self, obj: Obj) -> ForwardPath | None:
+        cls = obj.cls
+        if not isinstance(cls, ClassSym):
+            return None
+        key = (cls, id(obj))
+        if key in self._cache:
+            return self._cache[key]
+        method, owner, node, alternatives = self._pick_forward(cls)
+        if node is None:
+            return None
+        mod = self.index.module(owner.module)
+        calls = self._read_method(obj, mod, owner, node, 0, "") if mod else []
+        path = ForwardPath(method=method, owner=owner.dotted,
+                           site=Site(mod.rel, node.lineno, node.end_lineno or node.lineno) if mod else None,
+                           calls=calls, alternatives=alternatives)
+        self._cache[key] = path
+        return path
+
+    def method_calls(self, obj: Obj, method: str) -> ForwardPath | None:
+        """The calls of one named method (an attention backend's ``forward_decode``)."""
+        cls = obj.cls
+        if not isinstance(cls, ClassSym):
+            return None
+        found = self.index.find_in_class(cls, method)
+        if found is None or not isinstance(found[1], (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return None
+        owner, node = found
+        mod = self.index.module(owner.module)
+        if mod is None:
+            return None
+        calls = self._read_method(obj, mod, owner, node, 0, "")
+        return ForwardPath(method=method, owner=owner.dotted,
+                           site=Site(mod.rel, node.lineno, node.end_lineno or node.lineno), calls=calls)
+
+    def _pick_forward(self, cls: ClassSym) -> tuple[str, ClassSym, Any, list[str]]:
+        dispatch = self.catalog.kernels.dispatch_methods
+        present = [m for m in dispatch if self.index.find_in_class(cls, m) is not None]
+        fwd = self.index.find_in_class(cls, "forward")
+        if "forward_cuda" in present:
+            owner, node = self.index.find_in_class(cls, "forward_cuda")  # type: ignore[misc]
+            # a class overriding forward itself (after the dispatching base) wins
+            if fwd is not None and fwd[0] != owner and cls_depth(self.index, cls, fwd[0]) < cls_depth(self.index, cls, owner):
+                return "forward", fwd[0], fwd[1], [m for m in present]
+            return "forward_cuda", owner, node, [m for m in present if m != "forward_cuda"]
+        if fwd is not None and isinstance(fwd[1], (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return "forward", fwd[0], fwd[1], present
+        return "", cls, None, present
+
+    # ------------------------------------------------------------------ reading
+
+    def _frame(self, obj: Obj, mod: ParsedModule, owner: ClassSym, node: ast.FunctionDef) -> Frame:
+        params = [a.arg for a in list(node.args.posonlyargs) + list(node.args.args) + list(node.args.kwonlyargs)]
+        local: dict[str, Any] = {p: Sym(p) for p in params}
+        if params:
+            local[params[0]] = obj
+        if node.args.vararg:
+            local[node.args.vararg.arg] = Sym(node.args.vararg.arg)
+        if node.args.kwarg:
+            local[node.args.kwarg.arg] = Sym(node.args.kwarg.arg)
+        return Frame(module=mod, locals=local, self_obj=obj, cls=owner, name=f"{owner.dotted}.{node.name}")
+
+    def _read_method(self, obj: Obj, mod: ParsedModule, owner: ClassSym, node: ast.FunctionDef,
+                     depth: int, via: str) -> list[Call]:
+        frame = self._frame(obj, mod, owner, node)
+        out: list[Call] = []
+        self._block(node.body, obj, frame, out, depth, via, ())
+        return out
+
+    def _decide(self, test: ast.expr, frame: Frame) -> bool | None:
+        saved = self.interp.diag
+        self.interp.diag = self.quiet
+        steps = self.interp.steps
+        try:
+            v = self.interp.eval(test, frame)
+            return truth(v)
+        except (_Raise, _Return, _Break, _Continue, RecursionError):
+            return None
+        except Exception:  # an unmodelled construct in a test: keep both sides
+            return None
+        finally:
+            self.interp.diag = saved
+            self.interp.steps = steps
+
+    def _block(self, body: list[ast.stmt], obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
+               conds: tuple[str, ...]) -> None:
+        for st in body:
+            if isinstance(st, ast.If):
+                t = self._decide(st.test, frame)
+                self._calls_in(st.test, obj, frame, out, depth, via, conds)
+                text = ast.unparse(st.test)
+                if t is not False:
+                    self._block(st.body, obj, frame, out, depth, via, conds + ((text,) if t is None else ()))
+                if t is not True:
+                    self._block(st.orelse, obj, frame, out, depth, via, conds + ((f"not ({text})",) if t is None else ()))
+            elif isinstance(st, (ast.For, ast.AsyncFor, ast.While)):
+                head = st.iter if isinstance(st, (ast.For, ast.AsyncFor)) else st.test
+                self._calls_in(head, obj, frame, out, depth, via, conds)
+                self._block(st.body, obj, frame, out, depth, via, conds)
+                self._block(st.orelse, obj, frame, out, depth, via, conds)
+            elif isinstance(st, (ast.With, ast.AsyncWith)):
+                for item in st.items:
+                    self._calls_in(item.context_expr, obj, frame, out, depth, via, conds)
+                self._block(st.body, obj, frame, out, depth, via, conds)
+            elif isinstance(st, ast.Try):
+                self._block(st.body, obj, frame, out, depth, via, conds)
+                self._block(st.orelse, obj, frame, out, depth, via, conds)
+                self._block(st.finalbody, obj, frame, out, depth, via, conds)
+            elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            else:
+                self._calls_in(st, obj, frame, out, depth, via, conds)
+                if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name):
+                    # remember simple local aliases of attributes (w = self.decode_wrapper)
+                    if isinstance(st.value, (ast.Attribute, ast.Subscript, ast.Name)):
+                        frame.notes.setdefault("aliases", {})[st.targets[0].id] = ast.unparse(st.value)
+
+    def _calls_in(self, node: ast.AST, obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
+                  conds: tuple[str, ...]) -> None:
+        calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+        calls.sort(key=lambda c: (c.end_lineno or c.lineno, c.end_col_offset or 0))
+        for c in calls:
+            self._call(c, obj, frame, out, depth, via, conds)
+        # a child's tensors read without calling it (``self.conv1d.weight``)
+        funcs = {id(c.func) for c in calls}
+        children = None
+        for n in ast.walk(node):
+            if isinstance(n, ast.Attribute) and id(n) not in funcs and n.attr in _DATA_ATTRS:
+                chain = _self_chain(n)
+                if len(chain) == 2:
+                    children = _module_children(obj) if children is None else children
+                    if chain[0] in children:
+                        site = Site(frame.module.rel, n.lineno, n.end_lineno or n.lineno)
+                        out.append(Call("data", chain[0], site, 0, (), " and ".join(conds), via, origin=frame.name))
+
+    def _call(self, c: ast.Call, obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
+              conds: tuple[str, ...]) -> None:
+        mod = frame.module
+        site = Site(mod.rel, c.lineno, c.end_lineno or c.lineno)
+        cond = " and ".join(conds)
+        kw = tuple(k.arg for k in c.keywords if k.arg)
+        f = c.func
+        children = _module_children(obj)
+        # self.child(...) / self.child.method(...)
+        attr_chain = _self_chain(f)
+        if attr_chain:
+            head = attr_chain[0]
+            if head in children and (len(attr_chain) == 1 or (len(attr_chain) == 2 and attr_chain[1] not in _DATA_ATTRS)):
+                out.append(Call("child", head, site, len(c.args), kw, cond, via,
+                                args_text=[_short(a) for a in c.args], origin=frame.name))
+                return
+            if len(attr_chain) == 1:
+                found = self.index.find_in_class(obj.cls, head) if isinstance(obj.cls, ClassSym) else None
+                if found is not None and isinstance(found[1], (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                        and depth < MAX_INLINE:
+                    owner, fnode = found
+                    fmod = self.index.module(owner.module)
+                    if fmod is not None:
+                        inner = self._frame(obj, fmod, owner, fnode)
+                        self._block(fnode.body, obj, inner, out, depth + 1, _join(via, f"self.{head}"), conds)
+                    return
+        # an object built from children (self.attn_boundary from append_stages((.., self.norm)))
+        if attr_chain and len(attr_chain) == 2 and attr_chain[0] not in children:
+            delegated = self.delegates(obj).get(attr_chain[0], [])
+            seen = frame.notes.setdefault("delegated", set())
+            for child in delegated:
+                if child in seen:
+                    continue
+                seen.add(child)
+                out.append(Call("delegate", child, site, -1, (), cond, _join(via, f"self.{'.'.join(attr_chain)}"),
+                                origin=frame.name))
+        # children handed to another call run inside it
+        passed = [(i, _self_chain(a)[0]) for i, a in enumerate(c.args) if _self_chain(a) and _self_chain(a)[0] in children
+                  and len(_self_chain(a)) == 1]
+        passed += [(k.arg or "", _self_chain(k.value)[0]) for k in c.keywords
+                   if _self_chain(k.value) and _self_chain(k.value)[0] in children and len(_self_chain(k.value)) == 1]
+        dotted, sym = self._resolve_callee(f, frame)
+        if passed and not dotted.startswith("builtins."):
+            forms = self._look_through(sym, passed)
+            for _pos, child in passed:
+                nargs = forms.get(child, -1)
+                out.append(Call("delegate", child, site, nargs, (), cond, _join(via, dotted or ast.unparse(f)),
+                                origin=frame.name))
+        kind = self.kernel_kind(dotted) if dotted else ""
+        if kind:
+            out.append(Call("kernel", dotted, site, len(c.args), kw, cond, via, kernel_kind=kind,
+                            args_text=[_short(a) for a in c.args][:8], origin=frame.name))
+            return
+        wrapper = self._wrapper_call(f, frame)
+        if wrapper:
+            out.append(Call("kernel", wrapper, site, len(c.args), kw, cond, via, kernel_kind="flashinfer",
+                            receiver=ast.unparse(f.value) if isinstance(f, ast.Attribute) else "",
+                            args_text=[_short(a) for a in c.args][:8], origin=frame.name))
+            return
+        if isinstance(sym, FuncSym) and depth < MAX_FOLLOW:
+            for k in self._function_kernels(sym, depth + 1):
+                out.append(Call(k.kind, k.target, k.site, k.nargs, k.keywords,
+                                " and ".join(x for x in (cond, k.condition) if x),
+                                _join(via, _join(dotted, k.via)), k.kernel_kind, k.receiver, k.args_text, k.origin))
+
+    def delegates(self, obj: Obj) -> dict[str, list[str]]:
+        """attr -> child modules passed into the call that built it (any method of the class)."""
+        cls = obj.cls
+        if not isinstance(cls, ClassSym):
+            return {}
+        key = ("delegates", cls)
+        if key in self._cache:
+            return self._cache[key]  # type: ignore[return-value]
+        children = _module_children(obj)
+        out: dict[str, list[str]] = {}
+        for c in self.index.mro(cls):
+            node = self.index.class_node(c) if isinstance(c, ClassSym) else None
+            if node is None:
+                continue
+            for st in ast.walk(node):
+                if not isinstance(st, ast.Assign) or not isinstance(st.value, ast.Call):
+                    continue
+                targets = st.targets[0].elts if isinstance(st.targets[0], ast.Tuple) else [st.targets[0]]
+                names = [t.attr for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                         and t.value.id == "self"]
+                if not names or any(n in children for n in names):
+                    continue
+                args = list(st.value.args)
+                per_arg = [[x.attr for x in ast.walk(a) if isinstance(x, ast.Attribute) and isinstance(x.value, ast.Name)
+                            and x.value.id == "self" and x.attr in children] for a in args]
+                if len(names) > 1 and len(names) == len(args):
+                    for n, refs in zip(names, per_arg):
+                        if refs:
+                            out.setdefault(n, []).extend(r for r in refs if r not in out.get(n, []))
+                else:
+                    refs = [r for group in per_arg for r in group]
+                    for n in names:
+                        if refs:
+                            out.setdefault(n, []).extend(r for r in refs if r not in out.get(n, []))
+        self._cache[key] = out  # type: ignore[assignment]
+        return out
+
+    # ------------------------------------------------------------------ resolution
+
+    def _resolve_callee(self, f: ast.expr, frame: Frame) -> tuple[str, Any]:
+        """The dotted name a call resolves to statically, and its symbol."""
+        chain: list[str] = []
+        cur = f
+        while isinstance(cur, ast.Attribute):
+            chain.append(cur.attr)
+            cur = cur.value
+        if isinstance(cur, ast.Call) and chain:
+            # torch.ops.x.y.default(...) style or factory()(...)
+            return "", None
+        if not isinstance(cur, ast.Name):
+            return "", None
+        chain.reverse()
+        name = cur.id
+        if name in frame.locals:
+            v = frame.locals[name]
+            if isinstance(v, Obj) and chain:
+                return self._method_of(v, chain)
+            if isinstance(v, (FuncSym, ClassSym, ExternalSym, ModuleSym)):
+                sym = v
+            else:
+                return "", None
+        else:
+            sym = self.index.resolve(frame.module.name, name)
+        if sym is None:
+            return "", None
+        for part in chain:
+            if isinstance(sym, ValueSym):
+                val = self.interp.module_value(sym.module, sym.name)
+                if isinstance(val, Obj):
+                    return self._method_of(val, chain[chain.index(part):])
+                if isinstance(val, (FuncSym, ClassSym, ExternalSym, ModuleSym)):
+                    sym = val
+                else:
+                    return f"{sym.dotted}.{'.'.join(chain[chain.index(part):])}", None
+            if isinstance(sym, ClassSym):
+                found = self.index.find_in_class(sym, part)
+                if found is None:
+                    return f"{sym.dotted}.{part}", None
+                owner, node = found
+                sym = FuncSym(owner.module, f"{owner.qualname}.{part}") if isinstance(
+                    node, (ast.FunctionDef, ast.AsyncFunctionDef)) else ClassSym(owner.module, f"{owner.qualname}.{part}")
+                continue
+            nxt = self.index.attribute(sym, part) if isinstance(sym, (ModuleSym, ExternalSym)) else None
+            if nxt is None:
+                return "", None
+            sym = nxt
+        if isinstance(sym, ValueSym):
+            val = self.interp.module_value(sym.module, sym.name)
+            if isinstance(val, (FuncSym, ClassSym, ExternalSym)):
+                sym = val
+        return _dotted(sym), sym
+
+    def _method_of(self, obj: Obj, chain: list[str]) -> tuple[str, Any]:
+        # walk attributes that hold objects: self.quant_method.apply -> UnquantizedLinearMethod.apply
+        while len(chain) > 1:
+            nxt = obj.attrs.get(chain[0])
+            if not isinstance(nxt, Obj):
+                return "", None
+            obj, chain = nxt, chain[1:]
+        if not chain or not isinstance(obj.cls, ClassSym):
+            return "", None
+        found = self.index.find_in_class(obj.cls, chain[0])
+        if found is None:
+            return "", None
+        owner, node = found
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return f"{owner.dotted}.{chain[0]}", FuncSym(owner.module, f"{owner.qualname}.{chain[0]}")
+        return "", None
+
+    def kernel_kind(self, dotted: str) -> str:
+        cat = self.catalog.kernels
+        for pat in cat.ignore:
+            if fnmatch.fnmatchcase(dotted, pat):
+                return ""
+        for rule in cat.kernels:
+            if fnmatch.fnmatchcase(dotted, rule.pattern):
+                return rule.kind
+        return ""
+
+    def _wrapper_call(self, f: ast.expr, frame: Frame) -> str:
+        """``<...wrapper...>.forward(...)``: a FlashInfer wrapper run, named by its class."""
+        if not isinstance(f, ast.Attribute) or f.attr not in self.catalog.kernels.wrapper_methods:
+            return ""
+        text = ast.unparse(f.value)
+        if isinstance(f.value, ast.Name):
+            text = frame.notes.get("aliases", {}).get(text, text)
+        low = text.lower()
+        if "wrapper" not in low:
+            return ""
+        wrappers = self.catalog.kernels.flashinfer_wrappers
+        known = self._wrapper_types(frame.module)
+        for ident in reversed(re.findall(r"[A-Za-z_]\w*", text)):
+            if ident in known:
+                return f"{known[ident]}.{f.attr}"
+        for cls_name, tokens in _WRAPPER_TOKENS:
+            if cls_name in wrappers and all(t in low for t in tokens):
+                return f"{cls_name}.{f.attr}"
+        return f"flashinfer.wrapper.{f.attr}"
+
+    def _wrapper_types(self, mod: ParsedModule) -> dict[str, str]:
+        """Names in a module bound to FlashInfer wrapper objects: attribute or variable -> wrapper class."""
+        key = ("wrappers", mod.name)
+        if key in self._cache:
+            return self._cache[key]  # type: ignore[return-value]
+        wrappers = self.catalog.kernels.flashinfer_wrappers
+        out: dict[str, str] = {}
+
+        def cls_of(v: ast.AST | None) -> str:
+            if isinstance(v, ast.Call):
+                name = v.func.attr if isinstance(v.func, ast.Attribute) else getattr(v.func, "id", "")
+                return name if name in wrappers else ""
+            if isinstance(v, (ast.Name, ast.Attribute)):
+                name = v.attr if isinstance(v, ast.Attribute) else v.id
+                return name if name in wrappers else ""
+            if isinstance(v, ast.Subscript):  # Optional[X], List[X]
+                return cls_of(v.slice)
+            return ""
+
+        def last(t: ast.AST) -> str:
+            while isinstance(t, ast.Subscript):
+                t = t.value
+            return t.attr if isinstance(t, ast.Attribute) else getattr(t, "id", "")
+
+        for n in ast.walk(mod.tree) if mod.tree is not None else []:
+            if isinstance(n, ast.Assign):
+                c = cls_of(n.value)
+                if c:
+                    for t in n.targets:
+                        if last(t):
+                            out.setdefault(last(t), c)
+            elif isinstance(n, ast.AnnAssign):
+                c = cls_of(n.value) or cls_of(n.annotation)
+                if c and last(n.target):
+                    out.setdefault(last(n.target), c)
+            elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "append" and n.args:
+                c = cls_of(n.args[0])
+                if c and last(n.func.value):
+                    out.setdefault(last(n.func.value), c)
+        self._cache[key] = out  # type: ignore[assignment]
+        return out
+
+    def _function_kernels(self, fsym: FuncSym, depth: int) -> list[Call]:
+        key = (fsym, depth)
+        if key in self._func_cache:
+            return self._func_cache[key]
+        self._func_cache[key] = []
+        node = self.index.node(fsym)
+        mod = self.index.module(fsym.module)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or mod is None:
+            return []
+        params = [a.arg for a in list(node.args.posonlyargs) + list(node.args.args) + list(node.args.kwonlyargs)]
+        frame = Frame(module=mod, locals={p: Sym(p) for p in params}, name=fsym.dotted)
+        dummy = Obj(cls=ExternalSym("builtins.object"))
+        out: list[Call] = []
+        self._block(node.body, dummy, frame, out, depth, "", ())
+        kernels = [c for c in out if c.kind == "kernel"]
+        self._func_cache[key] = kernels
+        return kernels
+
+    def _look_through(self, sym: Any, passed: list[tuple[Any, str]]) -> dict[str, int]:
+        """How a function calls the children handed to it: argument counts by child."""
+        if not isinstance(sym, FuncSym):
+            return {}
+        node = self.index.node(sym)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return {}
+        params = [a.arg for a in list(node.args.posonlyargs) + list(node.args.args)]
+        kwonly = [a.arg for a in node.args.kwonlyargs]
+        out: dict[str, int] = {}
+        for pos, child in passed:
+            pname = params[pos] if isinstance(pos, int) and pos < len(params) else (
+                pos if isinstance(pos, str) and pos in params + kwonly else None)
+            if pname is None:
+                continue
+            best = -1
+            for n in ast.walk(node):
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == pname:
+                    best = max(best, len(n.args) + sum(1 for k in n.keywords if k.arg == "residual"))
+            if best >= 0:
+                out[child] = best
+        return out
+
+
+_DATA_ATTRS = frozenset({"weight", "bias", "weight_scale", "weight_scale_inv", "qweight"})
+
+
+_WRAPPER_TOKENS = [
+    ("BatchMLAPagedAttentionWrapper", ("mla",)),
+    ("BatchPrefillWithRaggedKVCacheWrapper", ("ragged",)),
+    ("BatchDecodeWithPagedKVCacheWrapper", ("decode",)),
+    ("BatchPrefillWithPagedKVCacheWrapper", ("paged",)),
+    ("BatchPrefillWithPagedKVCacheWrapper", ("prefill",)),
+]
+
+
+def _module_children(obj: Obj) -> set[str]:
+    out = set()
+    for k, v in obj.attrs.items():
+        vals = v.values() if hasattr(v, "values") and not isinstance(v, dict) else [v]
+        for x in vals:
+            if getattr(x, "is_module", False):
+                out.add(k)
+    return out
+
+
+def _self_chain(e: ast.expr) -> list[str]:
+    """``self.a.b`` -> ['a', 'b']; [] when not an attribute chain on ``self``."""
+    chain: list[str] = []
+    cur = e
+    while isinstance(cur, ast.Attribute):
+        chain.append(cur.attr)
+        cur = cur.value
+    if isinstance(cur, ast.Subscript):  # self.layers[i](...)
+        inner = _self_chain(cur.value)
+        return inner + list(reversed(chain)) if inner else []
+    if isinstance(cur, ast.Name) and cur.id == "self" and chain:
+        return list(reversed(chain))
+    return []
+
+
+def _dotted(sym: Any) -> str:
+    if isinstance(sym, (ClassSym, FuncSym)):
+        return sym.dotted
+    if isinstance(sym, ExternalSym):
+        return sym.dotted
+    if isinstance(sym, ModuleSym):
+        return sym.name
+    if isinstance(sym, ValueSym):
+        return sym.dotted
+    return ""
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a} > {b}" if a and b else a or b
+
+
+def _short(a: ast.expr) -> str:
+    s = ast.unparse(a)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def cls_depth(index: Index, cls: ClassSym, owner: ClassSym) -> int:
+    mro = index.mro(cls)
+    try:
+        return mro.index(owner)
+    except ValueError:
+        return len(mro)
+
+
+def kernel_matches(dotted: str, patterns: list[str]) -> bool:
+    return kernel_rank(dotted, patterns) is not None
+
+
+def kernel_rank(dotted: str, patterns: list[str]) -> int | None:
+    """Index of the first pattern the kernel name matches (lower is a better match)."""
+    low = dotted.lower()
+    for i, p in enumerate(patterns):
+        if fnmatch.fnmatchcase(low, p.lower()):
+            return i
+    return None

@@ -1,0 +1,692 @@
+"""A lazy, static index of an SGLang source tree.
+
+Files are parsed only when a name in them is needed.  The index knows, for every
+parsed module, its top-level bindings (imports, classes, functions, assignments,
+each with the ``if``/``try`` guards it sits under), resolves names across modules
+(relative, aliased and re-exported imports, ``import a.b as c``, star imports),
+and linearises class hierarchies (C3, with cycles reported rather than followed).
+
+Nothing here imports or executes the code it reads.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .diagnostics import Diagnostics
+
+MAX_FILE_BYTES = 4 * 1024 * 1024  # larger files are reported, not parsed
+INTERNAL_PACKAGES = ("sglang",)
+BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+# --------------------------------------------------------------------------- symbols
+
+
+@dataclass(frozen=True)
+class ModuleSym:
+    """A module; ``internal`` when its source is in the tree."""
+
+    name: str
+    internal: bool
+
+
+@dataclass(frozen=True)
+class ClassSym:
+    module: str
+    qualname: str
+
+    @property
+    def name(self) -> str:
+        return self.qualname.rsplit(".", 1)[-1]
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.module}.{self.qualname}"
+
+
+@dataclass(frozen=True)
+class FuncSym:
+    module: str
+    qualname: str
+
+    @property
+    def name(self) -> str:
+        return self.qualname.rsplit(".", 1)[-1]
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.module}.{self.qualname}"
+
+
+@dataclass(frozen=True)
+class ValueSym:
+    """A module-level assignment (evaluated lazily by the evaluator)."""
+
+    module: str
+    name: str
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ExternalSym:
+    """Something defined outside the tree (torch, flashinfer, sgl_kernel, ...)."""
+
+    dotted: str
+
+    @property
+    def name(self) -> str:
+        return self.dotted.rsplit(".", 1)[-1]
+
+
+Symbol = ModuleSym | ClassSym | FuncSym | ValueSym | ExternalSym
+
+
+# --------------------------------------------------------------------------- bindings
+
+# A guard is (test expression, polarity) for ``if``; ("try", True) for a try body,
+# ("except", False) for a handler, ("else", True) for a try/else.
+Guard = tuple[object, bool]
+
+
+@dataclass(frozen=True)
+class Binding:
+    kind: str  # import | importfrom | class | def | assign | star
+    node: ast.AST
+    guards: tuple[Guard, ...]
+    target: str = ""  # module for imports
+    attr: str | None = None  # imported attribute
+    level: int = 0
+
+
+@dataclass
+class ParsedModule:
+    name: str
+    path: Path
+    rel: str
+    is_package: bool
+    digest: str = ""
+    tree: ast.Module | None = None
+    error: str | None = None
+    text: str = ""
+    bindings: dict[str, list[Binding]] = field(default_factory=dict)
+    stars: list[Binding] = field(default_factory=list)
+    defs: dict[str, ast.AST] = field(default_factory=dict)  # qualname -> Class/FunctionDef
+    _lines: list[str] | None = None
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        return self._lines
+
+    def snippet(self, start: int, end: int) -> str:
+        return "\n".join(self.lines[max(start - 1, 0) : end])
+
+
+# --------------------------------------------------------------------------- tree
+
+
+class SourceTree:
+    """Where the ``sglang`` package lives: ``root/sglang/srt/...``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.srt = self.root / "sglang" / "srt"
+
+    def module_file(self, dotted: str) -> tuple[Path, bool] | None:
+        """The file of an internal module: (path, is_package); None when absent."""
+        if dotted.split(".", 1)[0] not in INTERNAL_PACKAGES:
+            return None
+        base = self.root.joinpath(*dotted.split("."))
+        try:
+            init = base / "__init__.py"
+            if init.is_file():
+                return init, True
+            py = base.with_name(base.name + ".py")
+            if py.is_file():
+                return py, False
+            if base.is_dir():  # namespace package
+                return base, True
+        except OSError:
+            return None
+        return None
+
+    def rel(self, path: Path) -> str:
+        """``models/llama.py`` for files under ``sglang/srt``, else from the root."""
+        try:
+            return path.resolve().relative_to(self.srt).as_posix()
+        except ValueError:
+            try:
+                return path.resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                return path.as_posix()
+
+    def dotted_of(self, path: Path) -> str:
+        rel = path.resolve().relative_to(self.root).with_suffix("")
+        parts = list(rel.parts)
+        if parts and parts[-1] == "__init__":
+            parts.pop()
+        return ".".join(parts)
+
+    def model_files(self) -> list[Path]:
+        models = self.srt / "models"
+        if not models.is_dir():
+            return []
+        return sorted(p for p in models.glob("*.py") if p.is_file())
+
+
+# --------------------------------------------------------------------------- index
+
+
+def _collect(tree: ast.Module, mod: ParsedModule) -> None:
+    """Record top-level bindings with their guards, and every class/def by qualname."""
+
+    def add(name: str, b: Binding) -> None:
+        mod.bindings.setdefault(name, []).append(b)
+
+    def walk(stmts: list[ast.stmt], guards: tuple[Guard, ...]) -> None:
+        for st in stmts:
+            if isinstance(st, ast.Import):
+                for a in st.names:
+                    if a.asname:
+                        add(a.asname, Binding("import", st, guards, target=a.name))
+                    else:
+                        top = a.name.split(".", 1)[0]
+                        add(top, Binding("import", st, guards, target=top))
+            elif isinstance(st, ast.ImportFrom):
+                for a in st.names:
+                    if a.name == "*":
+                        mod.stars.append(
+                            Binding("star", st, guards, target=st.module or "", level=st.level)
+                        )
+                        continue
+                    add(
+                        a.asname or a.name,
+                        Binding("importfrom", st, guards, target=st.module or "",
+                                attr=a.name, level=st.level),
+                    )
+            elif isinstance(st, ast.ClassDef):
+                add(st.name, Binding("class", st, guards))
+            elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                add(st.name, Binding("def", st, guards))
+            elif isinstance(st, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+                for t in targets:
+                    for name in _target_names(t):
+                        add(name, Binding("assign", st, guards))
+            elif isinstance(st, ast.If):
+                walk(st.body, guards + ((st.test, True),))
+                walk(st.orelse, guards + ((st.test, False),))
+            elif isinstance(st, ast.Try) or type(st).__name__ == "TryStar":
+                walk(st.body, guards + (("try", True),))
+                for h in st.handlers:
+                    walk(h.body, guards + (("except", False),))
+                walk(st.orelse, guards + (("else", True),))
+                walk(st.finalbody, guards)
+            elif isinstance(st, (ast.With, ast.AsyncWith)):
+                walk(st.body, guards)
+
+    walk(tree.body, ())
+
+    def defs(stmts: list[ast.stmt], prefix: str, depth: int) -> None:
+        if depth > 20:
+            return
+        for st in stmts:
+            if isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                q = f"{prefix}{st.name}"
+                mod.defs.setdefault(q, st)
+                if isinstance(st, ast.ClassDef):
+                    defs(st.body, q + ".", depth + 1)
+            elif isinstance(st, ast.If):
+                defs(st.body, prefix, depth + 1)
+                defs(st.orelse, prefix, depth + 1)
+            elif isinstance(st, ast.Try):
+                defs(st.body, prefix, depth + 1)
+                for h in st.handlers:
+                    defs(h.body, prefix, depth + 1)
+
+    defs(tree.body, "", 0)
+
+
+def _target_names(t: ast.AST) -> Iterator[str]:
+    if isinstance(t, ast.Name):
+        yield t.id
+    elif isinstance(t, (ast.Tuple, ast.List)):
+        for e in t.elts:
+            yield from _target_names(e)
+    elif isinstance(t, ast.Starred):
+        yield from _target_names(t.value)
+
+
+GuardEvaluator = Callable[[ParsedModule, object, bool], "bool | None"]
+
+
+class Index:
+    """Lazy parse and name resolution over one :class:`SourceTree`."""
+
+    def __init__(self, tree: SourceTree, diagnostics: Diagnostics | None = None,
+                 cache: object | None = None) -> None:
+        self.tree = tree
+        self.diagnostics = diagnostics if diagnostics is not None else Diagnostics()
+        self.cache = cache  # ParseCache-like: get(digest) / put(digest, tree)
+        self._modules: dict[str, ParsedModule | None] = {}
+        self._mro: dict[ClassSym, list[Symbol]] = {}
+        self._lock = threading.Lock()
+        self.guard_evaluator: GuardEvaluator | None = None
+        self.files_read: dict[str, str] = {}  # rel path -> digest (for result caches)
+
+    # ----------------------------------------------------------------- parsing
+
+    def module(self, dotted: str) -> ParsedModule | None:
+        if dotted in self._modules:
+            return self._modules[dotted]
+        found = self.tree.module_file(dotted)
+        if found is None:
+            self._modules[dotted] = None
+            return None
+        path, is_pkg = found
+        mod = ParsedModule(dotted, path, self.tree.rel(path), is_pkg)
+        self._modules[dotted] = mod
+        if path.is_dir():
+            mod.tree = ast.Module(body=[], type_ignores=[])
+            return mod
+        self._parse(mod)
+        return mod
+
+    def _parse(self, mod: ParsedModule) -> None:
+        try:
+            size = mod.path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ValueError(f"{size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+            data = mod.path.read_bytes()
+        except (OSError, ValueError) as e:
+            mod.error = str(e)
+            self.diagnostics.add("unreadable-file", mod.rel, what=mod.rel, why=str(e))
+            mod.tree = ast.Module(body=[], type_ignores=[])
+            return
+        mod.digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        self.files_read[mod.rel] = mod.digest
+        try:
+            mod.text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            mod.text = data.decode("utf-8-sig", errors="replace")
+            self.diagnostics.add(
+                "unreadable-file", mod.rel, what=mod.rel,
+                why="not valid UTF-8; undecodable bytes were replaced",
+            )
+        tree = self.cache.get(mod.digest) if self.cache is not None else None
+        if tree is None:
+            try:
+                tree = ast.parse(mod.text, filename=str(mod.path))
+            except SyntaxError as e:
+                mod.error = f"line {e.lineno}: {e.msg}"
+                self.diagnostics.add("syntax-error", f"{mod.rel}:{e.lineno or 0}",
+                                     what=mod.rel, why=e.msg or "invalid syntax")
+                tree = None
+            except (RecursionError, MemoryError, ValueError) as e:
+                mod.error = f"{type(e).__name__}: {e}"
+                self.diagnostics.add("syntax-error", mod.rel, what=mod.rel,
+                                     why=f"{type(e).__name__} while parsing")
+                tree = None
+            if tree is not None and self.cache is not None:
+                self.cache.put(mod.digest, tree)
+        if tree is None:
+            tree = ast.Module(body=[], type_ignores=[])
+        mod.tree = tree
+        try:
+            _collect(tree, mod)
+        except RecursionError:
+            self.diagnostics.add("syntax-error", mod.rel, what=mod.rel,
+                                 why="nesting too deep to index")
+
+    def module_of_path(self, path: Path) -> ParsedModule | None:
+        return self.module(self.tree.dotted_of(path))
+
+    # ----------------------------------------------------------------- names
+
+    def absolute(self, mod: ParsedModule, target: str, level: int) -> str:
+        """The absolute module name of ``from <level dots><target> import ...``."""
+        if level == 0:
+            return target
+        parts = mod.name.split(".")
+        if not mod.is_package:
+            parts = parts[:-1]
+        if level > 1:
+            parts = parts[: len(parts) - (level - 1)]
+        base = ".".join(parts)
+        return f"{base}.{target}" if target else base
+
+    def is_internal(self, dotted: str) -> bool:
+        return dotted.split(".", 1)[0] in INTERNAL_PACKAGES
+
+    def choose(self, mod: ParsedModule, bindings: list[Binding]) -> Binding:
+        """Pick the binding that holds on the assumed platform (CUDA, imports succeed)."""
+        if len(bindings) == 1 and not bindings[0].guards:
+            return bindings[0]
+        best_true = None
+        best_maybe = None
+        for b in bindings:
+            verdicts = [self._guard(mod, g) for g in b.guards]
+            if all(v is True for v in verdicts):
+                best_true = b
+            elif not any(v is False for v in verdicts):
+                best_maybe = b
+        return best_true or best_maybe or bindings[-1]
+
+    def _guard(self, mod: ParsedModule, guard: Guard) -> bool | None:
+        test, polarity = guard
+        if test == "try" or test == "else":
+            return True
+        if test == "except":
+            return False
+        if self.guard_evaluator is None:
+            return None
+        return self.guard_evaluator(mod, test, polarity)
+
+    def resolve(self, module: str, name: str, _seen: frozenset = frozenset()) -> Symbol | None:
+        """Resolve ``name`` as seen at the top level of ``module``."""
+        key = (module, name)
+        if key in _seen or len(_seen) > 60:
+            return None
+        seen = _seen | {key}
+        if not self.is_internal(module):
+            return ExternalSym(f"{module}.{name}")
+        mod = self.module(module)
+        if mod is None:
+            return None
+        bs = mod.bindings.get(name)
+        if bs:
+            b = self.choose(mod, bs)
+            return self._from_binding(mod, name, b, seen)
+        for star in mod.stars:
+            target = self.absolute(mod, star.target, star.level)
+            if not self.is_internal(target):
+                continue
+            sym = self.resolve(target, name, seen)
+            if sym is not None:
+                return sym
+        if mod.is_package:  # a submodule of a package
+            sub = f"{module}.{name}"
+            if self.tree.module_file(sub) is not None:
+                return ModuleSym(sub, True)
+        if name in BUILTIN_NAMES:
+            return ExternalSym(f"builtins.{name}")
+        return None
+
+    def _from_binding(self, mod: ParsedModule, name: str, b: Binding, seen: frozenset) -> Symbol | None:
+        if b.kind == "class":
+            return ClassSym(mod.name, name)
+        if b.kind == "def":
+            return FuncSym(mod.name, name)
+        if b.kind == "assign":
+            return ValueSym(mod.name, name)
+        if b.kind == "import":
+            return self.module_symbol(b.target)
+        if b.kind == "importfrom":
+            target = self.absolute(mod, b.target, b.level)
+            return self.import_from(target, b.attr or name, seen)
+        return None
+
+    def module_symbol(self, dotted: str) -> Symbol:
+        if self.is_internal(dotted):
+            return ModuleSym(dotted, True)
+        return ModuleSym(dotted, False)
+
+    def import_from(self, target: str, attr: str, seen: frozenset = frozenset()) -> Symbol | None:
+        if not self.is_internal(target):
+            return ExternalSym(f"{target}.{attr}")
+        sub = f"{target}.{attr}"
+        mod = self.module(target)
+        if mod is not None and attr in mod.bindings:
+            return self.resolve(target, attr, seen)
+        if self.tree.module_file(sub) is not None:
+            return ModuleSym(sub, True)
+        if mod is None:
+            return None
+        return self.resolve(target, attr, seen)
+
+    def attribute(self, sym: Symbol, attr: str) -> Symbol | None:
+        """``sym.attr`` for module and external symbols (classes are the evaluator's)."""
+        if isinstance(sym, ModuleSym):
+            if not sym.internal:
+                return ExternalSym(f"{sym.name}.{attr}")
+            return self.import_from(sym.name, attr)
+        if isinstance(sym, ExternalSym):
+            return ExternalSym(f"{sym.dotted}.{attr}")
+        return None
+
+    def lookup_dotted(self, dotted: str) -> Symbol | None:
+        """Resolve a fully dotted name such as ``sglang.srt.layers.layernorm.RMSNorm``."""
+        parts = dotted.split(".")
+        for i in range(len(parts), 0, -1):
+            modname = ".".join(parts[:i])
+            if self.is_internal(modname) and self.tree.module_file(modname) is not None:
+                sym: Symbol | None = ModuleSym(modname, True)
+                for p in parts[i:]:
+                    if isinstance(sym, ClassSym):
+                        q = f"{sym.qualname}.{p}"
+                        mod = self.module(sym.module)
+                        sym = ClassSym(sym.module, q) if mod and isinstance(mod.defs.get(q), ast.ClassDef) else None
+                    else:
+                        sym = self.attribute(sym, p) if sym is not None else None
+                    if sym is None:
+                        return None
+                return sym
+        return ExternalSym(dotted) if not self.is_internal(dotted) else None
+
+    # ----------------------------------------------------------------- nodes
+
+    def node(self, sym: ClassSym | FuncSym) -> ast.AST | None:
+        mod = self.module(sym.module)
+        if mod is None:
+            return None
+        return mod.defs.get(sym.qualname)
+
+    def class_node(self, sym: ClassSym) -> ast.ClassDef | None:
+        n = self.node(sym)
+        return n if isinstance(n, ast.ClassDef) else None
+
+    def value_node(self, sym: ValueSym) -> ast.AST | None:
+        mod = self.module(sym.module)
+        if mod is None or sym.name not in mod.bindings:
+            return None
+        b = self.choose(mod, mod.bindings[sym.name])
+        return b.node
+
+    # ----------------------------------------------------------------- classes
+
+    def base_symbols(self, sym: ClassSym) -> list[Symbol]:
+        node = self.class_node(sym)
+        if node is None:
+            return []
+        out: list[Symbol] = []
+        for b in node.bases:
+            if isinstance(b, ast.Subscript):  # Generic[T], nn.Module[...]
+                b = b.value
+            s = self.resolve_expr(sym.module, b)
+            if isinstance(s, ValueSym):
+                s = self._alias_value(s)
+            if s is not None:
+                out.append(s)
+        return out
+
+    def _alias_value(self, s: ValueSym, depth: int = 0) -> Symbol | None:
+        """``Base = OtherClass`` at module level: follow the alias."""
+        node = self.value_node(s)
+        if depth > 10 or not isinstance(node, ast.Assign):
+            return s
+        target = self.resolve_expr(s.module, node.value)
+        if isinstance(target, ValueSym):
+            return self._alias_value(target, depth + 1)
+        return target
+
+    def resolve_expr(self, module: str, expr: ast.AST) -> Symbol | None:
+        """A Name or dotted Attribute expression as seen at module level."""
+        if isinstance(expr, ast.Name):
+            return self.resolve(module, expr.id)
+        if isinstance(expr, ast.Attribute):
+            base = self.resolve_expr(module, expr.value)
+            if base is None:
+                return None
+            if isinstance(base, ClassSym):
+                q = f"{base.qualname}.{expr.attr}"
+                mod = self.module(base.module)
+                if mod is not None and q in mod.defs:
+                    n = mod.defs[q]
+                    return ClassSym(base.module, q) if isinstance(n, ast.ClassDef) else FuncSym(base.module, q)
+                return None
+            return self.attribute(base, expr.attr)
+        return None
+
+    def mro(self, sym: ClassSym) -> list[Symbol]:
+        """C3 linearisation; on a cycle or conflict, a depth-first order and a warning."""
+        return self._mro_of(sym, ())
+
+    def _mro_of(self, sym: ClassSym, stack: tuple[ClassSym, ...]) -> list[Symbol]:
+        if sym in self._mro:
+            return self._mro[sym]
+        where = self.module(sym.module)
+        rel = where.rel if where else sym.module
+        if len(stack) > 50:
+            return [sym]
+        bases: list[Symbol] = []
+        for b in self.base_symbols(sym):
+            if isinstance(b, ClassSym) and (b == sym or b in stack):
+                self.diagnostics.add("mro-error", rel, what=sym.dotted,
+                                     why=f"inherits from itself through {b.dotted}")
+                continue
+            bases.append(b)
+        seqs = [self._mro_of(b, stack + (sym,)) if isinstance(b, ClassSym) else [b] for b in bases]
+        seqs = [list(s) for s in seqs + [list(bases)] if s]
+        out: list[Symbol] = [sym]
+        while seqs:
+            head = next((s[0] for s in seqs if not any(s[0] in t[1:] for t in seqs)), None)
+            if head is None:  # inconsistent: depth-first without repeats
+                self.diagnostics.add("mro-error", rel, what=sym.dotted,
+                                     why="no consistent method resolution order")
+                for s in seqs:
+                    out.extend(h for h in s if h not in out)
+                break
+            out.append(head)
+            seqs = [t for t in ([x for x in s if x != head] for s in seqs) if t]
+        self._mro[sym] = out
+        return out
+
+    def find_in_class(self, sym: ClassSym, name: str) -> tuple[ClassSym, ast.AST] | None:
+        """The first definition of ``name`` (method or class attribute) along the MRO."""
+        for c in self.mro(sym):
+            if not isinstance(c, ClassSym):
+                continue
+            node = self.class_node(c)
+            if node is None:
+                continue
+            found = class_member(node, name)
+            if found is not None:
+                return c, found
+        return None
+
+    def is_subclass_of(self, sym: ClassSym, dotted_or_name: str) -> bool:
+        for c in self.mro(sym):
+            d = c.dotted if isinstance(c, (ClassSym, ExternalSym)) else ""
+            if d == dotted_or_name or d.rsplit(".", 1)[-1] == dotted_or_name:
+                return True
+        return False
+
+    # ----------------------------------------------------------------- EntryClass
+
+    def entry_classes(self, mod: ParsedModule) -> list[tuple[str, ast.AST]]:
+        """Names registered by ``EntryClass = X`` or ``EntryClass = [X, Y]`` (with +=)."""
+        out: list[tuple[str, ast.AST]] = []
+        if mod.tree is None:
+            return out
+        for st in mod.tree.body:
+            targets: list[ast.AST] = []
+            value = None
+            if isinstance(st, ast.Assign):
+                targets, value = st.targets, st.value
+            elif isinstance(st, (ast.AnnAssign, ast.AugAssign)):
+                targets, value = [st.target], st.value
+            if value is None or not any(isinstance(t, ast.Name) and t.id == "EntryClass" for t in targets):
+                continue
+            if isinstance(st, ast.Assign):
+                out = []
+            elts = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
+            for e in elts:
+                if isinstance(e, ast.Name):
+                    out.append((e.id, e))
+                elif isinstance(e, ast.Attribute):
+                    out.append((e.attr, e))
+        return out
+
+
+_MEMBERS: dict[int, tuple[ast.ClassDef, dict[str, ast.AST]]] = {}
+
+
+def class_member(node: ast.ClassDef, name: str) -> ast.AST | None:
+    """A method or class-level assignment named ``name`` directly in ``node``."""
+    got = _MEMBERS.get(id(node))
+    if got is None or got[0] is not node:
+        got = (node, _members(node))
+        _MEMBERS[id(node)] = got
+    return got[1].get(name)
+
+
+def _members(node: ast.ClassDef) -> dict[str, ast.AST]:
+    out: dict[str, ast.AST] = {}
+    for st in node.body:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out[st.name] = st
+        elif isinstance(st, ast.Assign):
+            for t in st.targets:
+                if isinstance(t, ast.Name):
+                    out[t.id] = st
+        elif isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
+            out[st.target.id] = st
+    return out
+
+
+def _class_member_slow(node: ast.ClassDef, name: str) -> ast.AST | None:
+    found = None
+    for st in node.body:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) and st.name == name:
+            found = st
+        elif isinstance(st, ast.Assign):
+            if any(isinstance(t, ast.Name) and t.id == name for t in st.targets):
+                found = st
+        elif isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) and st.target.id == name:
+            found = st
+        elif isinstance(st, ast.ClassDef) and st.name == name:
+            found = st
+    return found
+
+
+def iter_python_files(folder: Path, max_depth: int = 30) -> Iterator[Path]:
+    """Every ``*.py`` below ``folder``, not following symlinked folders (no loops)."""
+    stack = [(folder, 0)]
+    while stack:
+        d, depth = stack.pop()
+        if depth > max_depth:
+            continue
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((Path(e.path), depth + 1))
+                elif e.name.endswith(".py") and e.is_file():
+                    yield Path(e.path)
+            except OSError:
+                continue
