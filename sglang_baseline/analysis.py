@@ -133,10 +133,11 @@ def _one_layout(index: Index, catalog: Catalog, config: ModelConfig | None, matc
     namer = None
     not_invoked: list[tuple[Node, str]] = []
     text_raw = config.text if config else None
+    text_cfg = cfg.attrs.get(config.text_key, cfg) if config and config.text_key else cfg
     for ps in page_sizes:
         lay = Layout(tp=layout.tp, ep=layout.ep, page_size=ps, attention_backend=layout.attention_backend)
         runtime.layout = lay
-        namer = Namer(index, interp, catalog, lay, cfg, text_raw, quant, arch, mla, forward, diags)
+        namer = Namer(index, interp, catalog, lay, text_cfg, text_raw, quant, arch, mla, forward, diags)
         for u in namer.name_tree(tree):
             if ps != page_sizes[0] and "page_size" not in u.rule.varies_with and u.op_type not in ("gqa_paged",):
                 if not any("page_size" in str(a.expr) for a in u.axes.values()) and "ps" not in u.axes:

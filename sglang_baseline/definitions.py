@@ -356,10 +356,19 @@ class Namer:
         return {"plain", "residual"}, "call form not known"
 
 
-@dataclass
-class _Word:
-    word: str
-    status: str
+class _Word(str):
+    """A naming word (quantisation, routing) that remembers whether the dataset uses it."""
+
+    status: str = "dataset"
+
+    def __new__(cls, word: str, status: str = "dataset") -> _Word:
+        obj = super().__new__(cls, word)
+        obj.status = status
+        return obj
+
+    @property
+    def word(self) -> str:
+        return str(self)
 
 
 def render(template: str, axes: dict[str, AxisValue]) -> tuple[str, bool]:

@@ -716,8 +716,6 @@ class Interpreter:
     def class_attribute(self, cls: ClassSym, attr: str, instance: Any) -> Any:
         found = self.index.find_in_class(cls, attr)
         if found is None:
-            if self.index.is_subclass_of(cls, "Enum") and instance is None:
-                return _MISSING
             return _MISSING
         owner, node = found
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -751,9 +749,9 @@ class Interpreter:
                     value = self.eval(node.value, frame)
                 except (_Raise, _Return):
                     pass
-            if self.index.is_subclass_of(owner, "Enum") and not isinstance(value, Sym):
+            if self.index.is_enum(owner) and not isinstance(value, Sym):
                 value = EnumMember(owner, attr, _enum_value(value))
-            elif self.index.is_subclass_of(owner, "Enum"):
+            elif self.index.is_enum(owner):
                 value = EnumMember(owner, attr, value)
             self._class_attr_cache[key] = value
         return value
@@ -1018,7 +1016,7 @@ class Interpreter:
         hook = self.runtime.call_hook(self, cls, cls.dotted, cls.name, args, kwargs, frame, node)
         if hook is not None:
             return hook[0]
-        if self.index.is_subclass_of(cls, "Enum"):
+        if self.index.is_enum(cls):
             return self._enum_lookup(cls, args)
         obj = Obj(cls=cls)
         obj.is_module = self.runtime.is_module_class(self.index, cls)
@@ -1581,7 +1579,7 @@ def _contains(container: Any, item: Any) -> bool | None:
             if isinstance(x, Alt) or isinstance(item, Alt):
                 continue
             try:
-                if type(x) is type(item) and x == item:
+                if _comparable(x, item) and x == item:
                     return True  # the same value, or the same symbolic expression
             except Exception:
                 continue
@@ -1589,6 +1587,15 @@ def _contains(container: Any, item: Any) -> bool | None:
             return False
         return None
     return None
+
+
+def _comparable(a: Any, b: Any) -> bool:
+    if type(a) is type(b):
+        return True
+    if isinstance(a, str) and isinstance(b, str):
+        return True
+    num = (int, float)
+    return isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool) and not isinstance(b, bool)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -26,12 +26,13 @@ from typing import Any
 
 from .catalog import Catalog
 from .diagnostics import Diagnostics
-from .evaluate import Frame, Interpreter, _Break, _Continue, _Raise, _Return, truth
+from .evaluate import BudgetExhausted, Frame, Interpreter, _Break, _Continue, _Raise, _Return, truth
 from .index import ClassSym, ExternalSym, FuncSym, Index, ModuleSym, ParsedModule, ValueSym
 from .values import Obj, Site, Sym
 
 MAX_FOLLOW = 3  # levels of helper functions followed to find kernels
 MAX_INLINE = 4  # levels of self.method() inlined
+DECIDE_BUDGET = 3000  # evaluation steps allowed to decide one if-test
 
 
 @dataclass
@@ -142,19 +143,39 @@ class ForwardReader:
         return out
 
     def _decide(self, test: ast.expr, frame: Frame) -> bool | None:
+        """Decide an ``if`` test cheaply (a small step budget), or say it cannot be decided.
+
+        Only tests over names, attributes and constants (and calls of runtime-model
+        functions such as ``is_cuda()``) are evaluated: those decide platform paths.
+        """
+        if not self._simple_test(test):
+            return None
         saved = self.interp.diag
         self.interp.diag = self.quiet
-        steps = self.interp.steps
+        steps, budget = self.interp.steps, self.interp.budget
+        self.interp.budget = steps + DECIDE_BUDGET
         try:
             v = self.interp.eval(test, frame)
             return truth(v)
-        except (_Raise, _Return, _Break, _Continue, RecursionError):
+        except (_Raise, _Return, _Break, _Continue, RecursionError, BudgetExhausted):
             return None
         except Exception:  # an unmodelled construct in a test: keep both sides
             return None
         finally:
             self.interp.diag = saved
-            self.interp.steps = steps
+            self.interp.steps, self.interp.budget = steps, budget
+
+    def _simple_test(self, test: ast.expr) -> bool:
+        functions = self.catalog.runtime.functions
+        for n in ast.walk(test):
+            if isinstance(n, ast.Call):
+                f = n.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+                if name not in functions and name not in ("isinstance", "hasattr", "getattr"):
+                    return False
+            elif isinstance(n, (ast.Lambda, ast.ListComp, ast.GeneratorExp, ast.DictComp, ast.SetComp)):
+                return False
+        return True
 
     def _block(self, body: list[ast.stmt], obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
                conds: tuple[str, ...]) -> None:

@@ -25,6 +25,7 @@ from .diagnostics import Diagnostics
 MAX_FILE_BYTES = 4 * 1024 * 1024  # larger files are reported, not parsed
 INTERNAL_PACKAGES = ("sglang",)
 BUILTIN_NAMES = frozenset(dir(builtins))
+ENUM_BASES = ("Enum", "IntEnum", "StrEnum", "Flag", "IntFlag")
 
 
 # --------------------------------------------------------------------------- symbols
@@ -595,6 +596,9 @@ class Index:
             if found is not None:
                 return c, found
         return None
+
+    def is_enum(self, sym: ClassSym) -> bool:
+        return any(self.is_subclass_of(sym, n) for n in ENUM_BASES)
 
     def is_subclass_of(self, sym: ClassSym, dotted_or_name: str) -> bool:
         for c in self.mro(sym):
