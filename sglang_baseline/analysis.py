@@ -9,6 +9,7 @@ so they are applied while naming.  The result is a plain data object that
 from __future__ import annotations
 
 import ast
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,21 @@ def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps
             progress: Progress = lambda m: None, entries: list[ModelFileEntry] | None = None,
             match: Match | None = None) -> Analysis:
     t0 = time.perf_counter()
+    # The analysis allocates millions of short-lived AST and value objects and keeps few
+    # cycles: the cyclic collector would spend more time scanning than it frees.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyse(source, model_name, config, tps, eps, page_sizes, attention_backend, cache, progress,
+                        entries, match, t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps: list[int], eps: list[int],
+             page_sizes: list[int], attention_backend: str, cache: ParseCache | None, progress: Progress,
+             entries: list[ModelFileEntry] | None, match: Match | None, t0: float) -> Analysis:
     catalog = load_catalog()
     diags = Diagnostics()
     if entries is None:

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import tracking
 from .diagnostics import Diagnostics
 from .index import ClassSym, ExternalSym, FuncSym, Index, ModuleSym, ParsedModule, ValueSym, class_member
 from .values import (
@@ -123,6 +124,9 @@ def truth(v: Any) -> bool | None:
     """Python truthiness of a value, or None when unknown."""
     if isinstance(v, (Sym, Alt)):
         return None
+    if tracking.is_tracked(v):
+        tracking.record(lambda i, f=v.fn: bool(f(i)), bool(v))
+        return bool(v)
     if isinstance(v, (Obj, ModuleListObj, ModuleDictObj, ClassSym, FuncSym, ExternalSym,
                       ModuleSym, BoundMethod, Closure, Partial, Namespace, EnumMember,
                       BuiltinMethod, SuperProxy, PropertyRef)):
@@ -354,10 +358,13 @@ class Interpreter:
 
     def _e_JoinedStr(self, node: ast.JoinedStr, frame: Frame) -> Any:
         parts: list[str] = []
+        replay: list[Any] = []  # str or (fn, conv, spec), to rebuild the string for another layer
+        tracked = False
         known = True
         for v in node.values:
             if isinstance(v, ast.Constant):
                 parts.append(str(v.value))
+                replay.append(str(v.value))
             elif isinstance(v, ast.FormattedValue):
                 x = self.eval(v.value, frame)
                 if isinstance(x, (int, float, str, bool)) or x is None:
@@ -369,6 +376,8 @@ class Interpreter:
                                 raise ValueError
                         conv = {115: str, 114: repr, 97: ascii}.get(v.conversion)
                         parts.append(format(conv(x) if conv else x, spec))
+                        tracked = tracked or tracking.is_tracked(x)
+                        replay.append((tracking.fn_of(x), conv, spec))
                     except (ValueError, TypeError):
                         known = False
                         parts.append("{" + expr_of(x) + "}")
@@ -376,6 +385,19 @@ class Interpreter:
                     known = False
                     parts.append("{" + expr_of(x) + "}")
         s = "".join(parts)
+        if known and tracked:
+            def rebuild(i: int, replay: list[Any] = replay) -> str:
+                out = []
+                for p in replay:
+                    if isinstance(p, str):
+                        out.append(p)
+                    else:
+                        f, conv, spec = p
+                        val = f(i)
+                        out.append(format(conv(val) if conv else val, spec))
+                return "".join(out)
+
+            return tracking.TrackedStr(s, rebuild)
         return s if known else Sym("f" + repr(s))
 
     def _e_FormattedValue(self, node: ast.FormattedValue, frame: Frame) -> Any:
@@ -404,6 +426,20 @@ class Interpreter:
         return self.subscript(base, key)
 
     def subscript(self, base: Any, key: Any) -> Any:
+        r = self._subscript(base, key)
+        if tracking.is_tracked(key) and not isinstance(r, Sym):
+            fk = key.fn
+
+            def pick(i: int, base: Any = base) -> Any:
+                items = base.items if isinstance(base, ModuleListObj) else base
+                return items[fk(i)]
+
+            if tracking.is_tracked(tracking.wrap(r, pick)):
+                return tracking.wrap(r, pick)
+            tracking.record(pick, r)
+        return r
+
+    def _subscript(self, base: Any, key: Any) -> Any:
         if isinstance(base, dict):
             try:
                 if key in base:
@@ -449,6 +485,13 @@ class Interpreter:
         return self.binop(type(node.op), a, b)
 
     def binop(self, op: type, a: Any, b: Any) -> Any:
+        r = self._binop(op, a, b)
+        if (tracking.is_tracked(a) or tracking.is_tracked(b)) and _BINOPS.get(op) is not None:
+            f, fa, fb = _BINOPS[op], tracking.fn_of(a), tracking.fn_of(b)
+            return tracking.wrap(r, lambda i: f(fa(i), fb(i)))
+        return r
+
+    def _binop(self, op: type, a: Any, b: Any) -> Any:
         fn = _BINOPS.get(op)
         if fn is not None and _arith_ok(a) and _arith_ok(b):
             try:
@@ -513,6 +556,15 @@ class Interpreter:
         return result
 
     def compare(self, op: type, a: Any, b: Any) -> Any:
+        r = self._compare(op, a, b)
+        if isinstance(r, bool) and (tracking.is_tracked(a) or tracking.is_tracked(b) or _holds_tracked(b)):
+            fa, fb = tracking.fn_of(a), _container_fn(b)
+            py = _PY_CMP.get(op)
+            if py is not None:
+                tracking.record(lambda i: py(fa(i), fb(i)), r)
+        return r
+
+    def _compare(self, op: type, a: Any, b: Any) -> Any:
         if op in (ast.Is, ast.IsNot):
             r = _identity(a, b)
             if r is None:
@@ -1390,6 +1442,21 @@ class Interpreter:
 
     def builtin(self, name: str, args: list[Any], kwargs: dict[str, Any], frame: Frame | None,
                 node: ast.AST | None) -> Any:
+        r = self._builtin(name, args, kwargs, frame, node)
+        if any(tracking.is_tracked(a) or _holds_tracked(a) for a in args) and not kwargs:
+            py = _PY_BUILTINS.get(name)
+            if py is not None and not isinstance(r, Sym):
+                fns = [_container_fn(a) for a in args]
+                replay = lambda i: py(*[f(i) for f in fns])  # noqa: E731
+                wrapped = tracking.wrap(r, replay)
+                if tracking.is_tracked(wrapped) or isinstance(wrapped, (list, tuple)):
+                    return wrapped
+                tracking.record(replay if name != "range" else (lambda i: list(replay(i))),
+                                r if name != "range" else list(r))
+        return r
+
+    def _builtin(self, name: str, args: list[Any], kwargs: dict[str, Any], frame: Frame | None,
+                 node: ast.AST | None) -> Any:
         fn = _BUILTINS.get(name)
         if fn is not None:
             try:
@@ -1415,6 +1482,19 @@ class Interpreter:
         return Sym(f"{name}({', '.join(expr_of(a) for a in args[:3])})")
 
     def builtin_method(self, m: BuiltinMethod, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        r = self._builtin_method(m, args, kwargs)
+        t = m.target
+        if (tracking.is_tracked(t) or any(tracking.is_tracked(a) for a in args)) and not kwargs \
+                and not isinstance(r, Sym) and isinstance(t, (str, dict, list, tuple)):
+            ft, fns, name = tracking.fn_of(t), [tracking.fn_of(a) for a in args], m.name
+            replay = lambda i: getattr(ft(i), name)(*[f(i) for f in fns])  # noqa: E731
+            wrapped = tracking.wrap(r, replay)
+            if not (tracking.is_tracked(wrapped) or isinstance(wrapped, (list, tuple))):
+                tracking.record(replay, r)
+            return wrapped
+        return r
+
+    def _builtin_method(self, m: BuiltinMethod, args: list[Any], kwargs: dict[str, Any]) -> Any:
         t = m.target
         if isinstance(t, ModuleListObj):
             if m.name == "append" and args:
@@ -1538,6 +1618,8 @@ def _plain(v: Any) -> bool:
 
 
 def _hashable_known(v: Any) -> bool:
+    if tracking.is_tracked(v):
+        return False
     if isinstance(v, (int, float, str, bool)) or v is None:
         return True
     if isinstance(v, tuple):
@@ -1587,6 +1669,27 @@ def _contains(container: Any, item: Any) -> bool | None:
             return False
         return None
     return None
+
+
+_PY_CMP = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b, ast.Is: operator.eq, ast.IsNot: operator.ne,
+}
+_PY_BUILTINS = {"int": int, "str": str, "float": float, "abs": abs, "max": max, "min": min, "round": round,
+                "range": range, "bool": bool, "len": len}
+
+
+def _holds_tracked(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and any(tracking.is_tracked(x) for x in v)
+
+
+def _container_fn(v: Any) -> Any:
+    if isinstance(v, (list, tuple)) and _holds_tracked(v):
+        fns = [tracking.fn_of(x) for x in v]
+        kind = type(v)
+        return lambda i: kind(f(i) for f in fns)
+    return tracking.fn_of(v)
 
 
 def _comparable(a: Any, b: Any) -> bool:

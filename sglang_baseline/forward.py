@@ -30,7 +30,7 @@ from .evaluate import BudgetExhausted, Frame, Interpreter, _Break, _Continue, _R
 from .index import ClassSym, ExternalSym, FuncSym, Index, ModuleSym, ParsedModule, ValueSym
 from .values import Obj, Site, Sym
 
-MAX_FOLLOW = 3  # levels of helper functions followed to find kernels
+MAX_FOLLOW = 2  # levels of helper functions followed to find kernels
 MAX_INLINE = 4  # levels of self.method() inlined
 DECIDE_BUDGET = 3000  # evaluation steps allowed to decide one if-test
 
@@ -71,6 +71,9 @@ class ForwardReader:
         self._cache: dict[tuple, ForwardPath] = {}
         self._func_cache: dict[tuple, list[Call]] = {}
         self.quiet = Diagnostics()
+        self._nodes: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = {}
+        self._children: dict[int, tuple[Obj, set[str]]] = {}
+        self._kinds: dict[str, str] = {}
 
     # ------------------------------------------------------------------ entry points
 
@@ -175,6 +178,12 @@ class ForwardReader:
                     return False
             elif isinstance(n, (ast.Lambda, ast.ListComp, ast.GeneratorExp, ast.DictComp, ast.SetComp)):
                 return False
+            elif isinstance(n, ast.Attribute):
+                root = n.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id[:1].isupper():
+                    return False  # Enum.MEMBER / Class.attr: runtime state, and costly to resolve
         return True
 
     def _block(self, body: list[ast.stmt], obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
@@ -183,7 +192,7 @@ class ForwardReader:
             if isinstance(st, ast.If):
                 t = self._decide(st.test, frame)
                 self._calls_in(st.test, obj, frame, out, depth, via, conds)
-                text = ast.unparse(st.test)
+                text = _test_text(st.test) if t is None else ""
                 if t is not False:
                     self._block(st.body, obj, frame, out, depth, via, conds + ((text,) if t is None else ()))
                 if t is not True:
@@ -212,21 +221,37 @@ class ForwardReader:
 
     def _calls_in(self, node: ast.AST, obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
                   conds: tuple[str, ...]) -> None:
-        calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
-        calls.sort(key=lambda c: (c.end_lineno or c.lineno, c.end_col_offset or 0))
+        calls, data = self._nodes_of(node)
         for c in calls:
             self._call(c, obj, frame, out, depth, via, conds)
         # a child's tensors read without calling it (``self.conv1d.weight``)
-        funcs = {id(c.func) for c in calls}
         children = None
-        for n in ast.walk(node):
-            if isinstance(n, ast.Attribute) and id(n) not in funcs and n.attr in _DATA_ATTRS:
+        for n in data:
+            if True:
                 chain = _self_chain(n)
                 if len(chain) == 2:
-                    children = _module_children(obj) if children is None else children
+                    children = self._children_of(obj) if children is None else children
                     if chain[0] in children:
                         site = Site(frame.module.rel, n.lineno, n.end_lineno or n.lineno)
                         out.append(Call("data", chain[0], site, 0, (), " and ".join(conds), via, origin=frame.name))
+
+    def _nodes_of(self, node: ast.AST) -> tuple[list[ast.Call], list[ast.Attribute]]:
+        """Calls (in source order) and tensor-attribute reads in a statement, cached per node."""
+        got = self._nodes.get(id(node))
+        if got is not None and got[0] is node:
+            return got[1], got[2]
+        calls: list[ast.Call] = []
+        attrs: list[ast.Attribute] = []
+        for n in ast.walk(node):
+            if isinstance(n, ast.Call):
+                calls.append(n)
+            elif isinstance(n, ast.Attribute) and n.attr in _DATA_ATTRS:
+                attrs.append(n)
+        calls.sort(key=lambda c: (c.end_lineno or c.lineno, c.end_col_offset or 0))
+        funcs = {id(c.func) for c in calls}
+        data = [a for a in attrs if id(a) not in funcs]
+        self._nodes[id(node)] = (node, calls, data)
+        return calls, data
 
     def _call(self, c: ast.Call, obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
               conds: tuple[str, ...]) -> None:
@@ -235,14 +260,13 @@ class ForwardReader:
         cond = " and ".join(conds)
         kw = tuple(k.arg for k in c.keywords if k.arg)
         f = c.func
-        children = _module_children(obj)
+        children = self._children_of(obj)
         # self.child(...) / self.child.method(...)
         attr_chain = _self_chain(f)
         if attr_chain:
             head = attr_chain[0]
             if head in children and (len(attr_chain) == 1 or (len(attr_chain) == 2 and attr_chain[1] not in _DATA_ATTRS)):
-                out.append(Call("child", head, site, len(c.args), kw, cond, via,
-                                args_text=[_short(a) for a in c.args], origin=frame.name))
+                out.append(Call("child", head, site, len(c.args), kw, cond, via, origin=frame.name))
                 return
             if len(attr_chain) == 1:
                 found = self.index.find_in_class(obj.cls, head) if isinstance(obj.cls, ClassSym) else None
@@ -287,7 +311,7 @@ class ForwardReader:
                             receiver=ast.unparse(f.value) if isinstance(f, ast.Attribute) else "",
                             args_text=[_short(a) for a in c.args][:8], origin=frame.name))
             return
-        if isinstance(sym, FuncSym) and depth < MAX_FOLLOW:
+        if isinstance(sym, FuncSym) and depth < MAX_FOLLOW and sym.module.startswith(tuple(self.catalog.kernels.follow)):
             for k in self._function_kernels(sym, depth + 1):
                 out.append(Call(k.kind, k.target, k.site, k.nargs, k.keywords,
                                 " and ".join(x for x in (cond, k.condition) if x),
@@ -307,7 +331,7 @@ class ForwardReader:
             node = self.index.class_node(c) if isinstance(c, ClassSym) else None
             if node is None:
                 continue
-            for st in ast.walk(node):
+            for st in _statements(node.body):
                 if not isinstance(st, ast.Assign) or not isinstance(st.value, ast.Call):
                     continue
                 targets = st.targets[0].elts if isinstance(st.targets[0], ast.Tuple) else [st.targets[0]]
@@ -368,6 +392,8 @@ class ForwardReader:
                 else:
                     return f"{sym.dotted}.{'.'.join(chain[chain.index(part):])}", None
             if isinstance(sym, ClassSym):
+                if not sym.module.startswith(tuple(self.catalog.kernels.follow)):
+                    return f"{sym.dotted}.{'.'.join(chain[chain.index(part):])}", None
                 found = self.index.find_in_class(sym, part)
                 if found is None:
                     return f"{sym.dotted}.{part}", None
@@ -402,7 +428,21 @@ class ForwardReader:
             return f"{owner.dotted}.{chain[0]}", FuncSym(owner.module, f"{owner.qualname}.{chain[0]}")
         return "", None
 
+    def _children_of(self, obj: Obj) -> set[str]:
+        got = self._children.get(id(obj))
+        if got is None or got[0] is not obj:
+            got = (obj, _module_children(obj))
+            self._children[id(obj)] = got
+        return got[1]
+
     def kernel_kind(self, dotted: str) -> str:
+        got = self._kinds.get(dotted)
+        if got is None:
+            got = self._kernel_kind(dotted)
+            self._kinds[dotted] = got
+        return got
+
+    def _kernel_kind(self, dotted: str) -> str:
         cat = self.catalog.kernels
         for pat in cat.ignore:
             if fnmatch.fnmatchcase(dotted, pat):
@@ -526,6 +566,28 @@ _WRAPPER_TOKENS = [
     ("BatchPrefillWithPagedKVCacheWrapper", ("paged",)),
     ("BatchPrefillWithPagedKVCacheWrapper", ("prefill",)),
 ]
+
+
+_TEXTS: dict[int, tuple[ast.AST, str]] = {}
+
+
+def _test_text(test: ast.expr) -> str:
+    got = _TEXTS.get(id(test))
+    if got is None or got[0] is not test:
+        got = (test, ast.unparse(test))
+        _TEXTS[id(test)] = got
+    return got[1]
+
+
+def _statements(body: list[ast.stmt]):
+    """Every statement in a body, nested blocks included, without walking expressions."""
+    for st in body:
+        yield st
+        for name in ("body", "orelse", "finalbody", "handlers"):
+            inner = getattr(st, name, None)
+            if isinstance(inner, list):
+                yield from _statements([x for x in inner if isinstance(x, ast.stmt)] if name != "handlers"
+                                       else [y for h in inner for y in h.body])
 
 
 def _module_children(obj: Obj) -> set[str]:

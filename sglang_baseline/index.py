@@ -15,6 +15,7 @@ import ast
 import builtins
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ MAX_FILE_BYTES = 4 * 1024 * 1024  # larger files are reported, not parsed
 INTERNAL_PACKAGES = ("sglang",)
 BUILTIN_NAMES = frozenset(dir(builtins))
 ENUM_BASES = ("Enum", "IntEnum", "StrEnum", "Flag", "IntFlag")
+_TOP_DEF = re.compile(r"^(class|def|async def)\s+([A-Za-z_]\w*)", re.M)
+_TOP_ASSIGN = re.compile(r"^([A-Za-z_]\w*)\s*(?::[^=\n]*)?=[^=]", re.M)
+_TOP_IMPORT = re.compile(r"^from\s+\S+\s+import\s+(\([^)]*\)|[^\n]*)", re.M)
 
 
 # --------------------------------------------------------------------------- symbols
@@ -286,6 +290,8 @@ class Index:
         self._lock = threading.Lock()
         self.guard_evaluator: GuardEvaluator | None = None
         self.files_read: dict[str, str] = {}  # rel path -> digest (for result caches)
+        self._texts: dict[str, str] = {}
+        self._top_defs: dict[str, dict[str, str]] = {}
 
     # ----------------------------------------------------------------- parsing
 
@@ -350,6 +356,46 @@ class Index:
         except RecursionError:
             self.diagnostics.add("syntax-error", mod.rel, what=mod.rel,
                                  why="nesting too deep to index")
+
+    def _top_level_def(self, dotted: str, name: str) -> Symbol | None:
+        """``class name`` / ``def name`` at column 0 of a not-yet-parsed module, found by a text scan.
+
+        Resolving a name imported from a module does not need the module's AST when the
+        module defines it plainly at top level; the file is parsed later only if the class
+        or function is actually used.  Anything less plain falls back to parsing.
+        """
+        found = self.tree.module_file(dotted)
+        if found is None or found[0].is_dir():
+            return None
+        text = self._texts.get(dotted)
+        if text is None:
+            try:
+                if found[0].stat().st_size > MAX_FILE_BYTES:
+                    return None
+                text = found[0].read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return None
+            self._texts[dotted] = text
+            self.files_read.setdefault(self.tree.rel(found[0]),
+                                       hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest())
+        defs = self._top_defs.get(dotted)
+        if defs is None:
+            defs = {}
+            for m in _TOP_DEF.finditer(text):
+                kind, n = m.group(1), m.group(2)
+                defs[n] = "many" if n in defs else kind
+            # names also bound at top level by an assignment or an import: let the parser decide
+            for m in _TOP_ASSIGN.finditer(text):
+                defs[m.group(1)] = "many"
+            for m in _TOP_IMPORT.finditer(text):
+                for n in re.findall(r"[A-Za-z_]\w*", m.group(1)):
+                    if n in defs:
+                        defs[n] = "many"
+            self._top_defs[dotted] = defs
+        kind = defs.get(name)
+        if kind not in ("class", "def", "async def"):
+            return None
+        return ClassSym(dotted, name) if kind == "class" else FuncSym(dotted, name)
 
     def module_of_path(self, path: Path) -> ParsedModule | None:
         return self.module(self.tree.dotted_of(path))
@@ -448,6 +494,10 @@ class Index:
         if not self.is_internal(target):
             return ExternalSym(f"{target}.{attr}")
         sub = f"{target}.{attr}"
+        if target not in self._modules:
+            quick = self._top_level_def(target, attr)
+            if quick is not None:
+                return quick
         mod = self.module(target)
         if mod is not None and attr in mod.bindings:
             return self.resolve(target, attr, seen)

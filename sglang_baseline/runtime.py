@@ -19,6 +19,8 @@ from typing import Any
 from .catalog import Catalog
 from .evaluate import Interpreter, evaluate_expression
 from .index import ClassSym, ExternalSym, FuncSym, Index
+from .structure import structural_signature
+from .tracking import DecisionLog, TrackedInt, TrackedStr, pop, push
 from .values import HostFunction, ModuleDictObj, ModuleListObj, Namespace, Obj, Site, Sym, expr_of
 
 CONFIG_CLASS = ExternalSym("transformers.PretrainedConfig")
@@ -48,6 +50,9 @@ class Runtime:
     symbolic_branches: list[tuple[str, str]] = field(default_factory=list)
     config_obj: Any = None
     missing_config_fields: set[str] = field(default_factory=set)
+    layers_built: int = 0
+    layers_total: int = 0
+    dedupe_fallbacks: int = 0
 
     # ------------------------------------------------------------ values
 
@@ -121,9 +126,7 @@ class Runtime:
         items: list[Any] = []
         repeat = None
         if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= 4096:
-            for i in range(count):
-                p = f"{prefix}.{i}" if isinstance(prefix, str) and prefix else (str(i) if isinstance(prefix, str) else Sym("prefix"))
-                items.append(interp.call(layer_fn, [], {"idx": i, "prefix": p}, frame, node))
+            items = self._build_layers(interp, layer_fn, count, prefix, frame, node)
         else:
             repeat = count if isinstance(count, Sym) else Sym(expr_of(count))
             items.append(interp.call(layer_fn, [], {"idx": Sym("layer_id"), "prefix": Sym("prefix")}, frame, node))
@@ -132,6 +135,49 @@ class Runtime:
         env["modules"] = modules
         env[spec.count] = count
         return evaluate_expression(interp, spec.returns, env, fsym.module)
+
+    def _build_layers(self, interp: Interpreter, layer_fn: Any, count: int, prefix: Any, frame: Any,
+                      node: Any) -> list[Any]:
+        """Build layer 0..count-1, evaluating only layers whose decisions differ (see tracking)."""
+        base = str(prefix) if isinstance(prefix, str) else None
+
+        def build(i: int) -> tuple[Any, DecisionLog]:
+            idx = TrackedInt(i, lambda j: j)
+            if base is None:
+                p: Any = Sym("prefix")
+            elif base:
+                p = TrackedStr(f"{base}.{i}", lambda j: f"{base}.{j}")
+            else:
+                p = TrackedStr(str(i), lambda j: str(j))
+            log = DecisionLog()
+            push(log)
+            try:
+                return interp.call(layer_fn, [], {"idx": idx, "prefix": p}, frame, node), log
+            finally:
+                pop()
+
+        reps: list[tuple[DecisionLog, Any, list[int]]] = []
+        items: list[Any] = []
+        for i in range(count):
+            rep = next((r for r in reps if r[0].replays_for(i)), None)
+            if rep is not None:
+                rep[2].append(i)
+                items.append(rep[1])
+                continue
+            obj, log = build(i)
+            reps.append((log, obj, [i]))
+            items.append(obj)
+        # verify each shared group once: its last layer, built for real, must look the same
+        for _log, obj, members in reps:
+            if len(members) < 2:
+                continue
+            again, _ = build(members[-1])
+            if structural_signature(again) != structural_signature(obj):
+                self.dedupe_fallbacks += 1
+                return [build(i)[0] for i in range(count)]
+        self.layers_built += len(reps)
+        self.layers_total += count
+        return items
 
     def external_module(self, interp: Interpreter, dotted: str, args: list[Any], kwargs: dict[str, Any],
                         frame: Any, node: Any, arg_exprs: list[str] | None, kw_exprs: dict[str, str] | None) -> Any:
@@ -275,6 +321,7 @@ def config_classes(index: Index) -> dict[str, ClassSym]:
     folder = index.tree.srt / "configs"
     if not folder.is_dir():
         return out
+    # a text scan (no parsing): `class X(...):` followed, in its body, by `model_type = "..."`
     for path in sorted(folder.glob("*.py")):
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -282,18 +329,21 @@ def config_classes(index: Index) -> dict[str, ClassSym]:
             continue
         if "model_type" not in text:
             continue
-        mod = index.module_of_path(path)
-        if mod is None or mod.tree is None:
-            continue
-        for st in mod.tree.body:
-            if not isinstance(st, ast.ClassDef):
+        module = index.tree.dotted_of(path)
+        current = None
+        for line in text.splitlines():
+            m = _CLASS_LINE.match(line)
+            if m:
+                current = m.group(1)
                 continue
-            for b in st.body:
-                if (isinstance(b, ast.Assign) and len(b.targets) == 1 and isinstance(b.targets[0], ast.Name)
-                        and b.targets[0].id == "model_type" and isinstance(b.value, ast.Constant)
-                        and isinstance(b.value.value, str)):
-                    out.setdefault(b.value.value, ClassSym(mod.name, st.name))
+            m = _MODEL_TYPE_LINE.match(line)
+            if m and current:
+                out.setdefault(m.group(1), ClassSym(module, current))
     return out
+
+
+_CLASS_LINE = re.compile(r"^class\s+([A-Za-z_]\w*)\s*[(:]")
+_MODEL_TYPE_LINE = re.compile(r"^    model_type(?:\s*:\s*\w+)?\s*=\s*[\"']([^\"']+)[\"']\s*$")
 
 
 def site_of(obj: Any) -> Site | None:

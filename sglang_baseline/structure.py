@@ -204,7 +204,21 @@ class TreeBuilder:
     # ------------------------------------------------------------------ signatures
 
     def signature(self, v: Any, depth: int = 0) -> str:
-        """A structural key: class, plain constructor values, children (recursively)."""
+        return structural_signature(v, self._sig_cache, depth)
+
+
+def structural_signature(v: Any, cache: dict[int, str] | None = None, depth: int = 0) -> str:
+    """A structural key: class, plain constructor values, children (recursively)."""
+    if cache is None:
+        cache = {}
+    return _Sig(cache).signature(v, depth)
+
+
+class _Sig:
+    def __init__(self, cache: dict[int, str]) -> None:
+        self._sig_cache = cache
+
+    def signature(self, v: Any, depth: int = 0) -> str:
         key = id(v)
         if key in self._sig_cache:
             return self._sig_cache[key]

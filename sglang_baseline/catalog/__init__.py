@@ -157,6 +157,8 @@ class KernelsCatalog(_Model):
     wrapper_methods: list[str]
     dispatch_methods: list[str] = Field(description="platform dispatch, CUDA first")
     ignore: list[str] = Field(default_factory=list, description="calls that are never kernels")
+    follow: list[str] = Field(default_factory=list,
+                              description="packages whose helper functions are read for the kernels they call")
 
 
 # ----------------------------------------------------------------------------- backends
