@@ -71,7 +71,7 @@ class Analysis:
 def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps: list[int], eps: list[int],
             page_sizes: list[int], attention_backend: str, cache: ParseCache | None = None,
             progress: Progress = lambda m: None, entries: list[ModelFileEntry] | None = None,
-            match: Match | None = None) -> Analysis:
+            match: Match | None = None, index: Index | None = None) -> Analysis:
     t0 = time.perf_counter()
     # The analysis allocates millions of short-lived AST and value objects and keeps few
     # cycles: the cyclic collector would spend more time scanning than it frees.
@@ -79,7 +79,7 @@ def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps
     gc.disable()
     try:
         return _analyse(source, model_name, config, tps, eps, page_sizes, attention_backend, cache, progress,
-                        entries, match, t0)
+                        entries, match, t0, index)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -87,7 +87,8 @@ def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps
 
 def _analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps: list[int], eps: list[int],
              page_sizes: list[int], attention_backend: str, cache: ParseCache | None, progress: Progress,
-             entries: list[ModelFileEntry] | None, match: Match | None, t0: float) -> Analysis:
+             entries: list[ModelFileEntry] | None, match: Match | None, t0: float,
+             shared: Index | None = None) -> Analysis:
     catalog = load_catalog()
     diags = Diagnostics()
     if entries is None:
@@ -96,7 +97,11 @@ def _analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tp
         archs = (config.architectures if config else []) + ([a for a in config.text.get("architectures", [])
                                                              if isinstance(a, str)] if config and config.text_key else [])
         match = find_model(model_name, entries, archs)
-    index = Index(SourceTree(source.root), diags, cache)
+    if shared is not None:
+        shared.begin_analysis(diags)
+        index = shared
+    else:
+        index = Index(SourceTree(source.root), diags, cache)
     mod = index.module(match.chosen.module)
     if mod is None or mod.error and mod.tree is not None and not mod.tree.body:
         why = mod.error if mod is not None else "file not found"
@@ -134,6 +139,7 @@ def _one_layout(index: Index, catalog: Catalog, config: ModelConfig | None, matc
         diags.add("budget-exhausted", match.chosen.file, what=match.chosen.class_name)
     except RecursionError:
         diags.add("recursion-limit", match.chosen.file, what=match.chosen.class_name)
+    interp.new_phase()  # naming and forward reading get their own budget
     forward = ForwardReader(index, interp, catalog)
     if root is None:
         return LayoutResult(layout, None, None, [], forward, None, interp.steps, time.perf_counter() - t0)

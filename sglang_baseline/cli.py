@@ -219,9 +219,21 @@ def run(args: argparse.Namespace) -> int:
         return run_all(source, args, cache_dir, report)
 
     check_output_dir(args.output_dir, source.root)
+    from .fsutil import write_output_set
+
+    results, key = _result_cache(args, cache_dir, source, config)
+    if results is not None:
+        entry = results.lookup(key, source.srt, source.root)
+        if entry is not None:
+            _write(write_output_set, args.output_dir, entry["outputs"])
+            report("unchanged sources, config and arguments: outputs from the result cache")
+            if not args.quiet:
+                print(entry["line"])
+            return EXIT_OK
+
     from .analysis import analyse
     from .coverage import apply_coverage
-    from .report import build_implementation, build_kernel_calls, write_outputs
+    from .report import build_implementation, build_kernel_calls, render_outputs
 
     a = analyse(source, args.model_name, config, args.tp, args.ep, args.page_size, args.attention_backend,
                 cache=cache, progress=report)
@@ -229,19 +241,43 @@ def run(args: argparse.Namespace) -> int:
     trace = apply_coverage(calls, definitions_dir=args.definitions_dir, flashinfer_path=args.flashinfer_path,
                            trace_dump_dir=args.trace_dump_dir, progress=report)
     impl = build_implementation(a, calls, trace)
-    try:
-        write_outputs(a, args.output_dir, impl, calls)
-    except PermissionError as e:
-        raise OutputError(f"cannot write to {args.output_dir}: {e.strerror or e}") from None
-    except OSError as e:
-        raise OutputError(f"cannot write to {args.output_dir}: {e.strerror or e}") from None
+    files = render_outputs(a, args.output_dir, impl, calls)
+    _write(write_output_set, args.output_dir, files)
     names = sorted({k.flashinfer_equivalent for k in calls})
     report(f"{impl.class_name} ({impl.model_file_srt}): {len(names)} definitions, {len(calls)} kernel_calls "
            f"entries, {len(impl.warnings)} warnings, {a.seconds:.2f}s")
+    line = (f"wrote {args.output_dir}/summary.md ({impl.class_name} in {impl.model_file_srt}; "
+            f"{len(names)} definitions)")
+    if results is not None:
+        results.store(key, dict(a.index.files_read), files, line)
     if not args.quiet:
-        print(f"wrote {args.output_dir}/summary.md ({impl.class_name} in {impl.model_file_srt}; "
-              f"{len(names)} definitions)")
+        print(line)
     return EXIT_OK
+
+
+def _write(writer, output_dir: Path, files: dict[str, str]) -> None:
+    try:
+        writer(output_dir, files)
+    except OSError as e:
+        raise OutputError(f"cannot write to {output_dir}: {e.strerror or e}") from None
+
+
+def _result_cache(args: argparse.Namespace, cache_dir: Path, source, config):
+    """The result cache and this run's key; (None, '') when results must be computed."""
+    if args.no_cache or args.definitions_dir or args.flashinfer_path or args.trace_dump_dir:
+        return None, ""
+    from .resultcache import ResultCache, models_stamp
+
+    material = {
+        "model": args.model_name, "tp": args.tp, "ep": args.ep, "page_size": args.page_size,
+        "backend": args.attention_backend, "output_dir": str(args.output_dir),
+        "config": None if config is None else [str(config.path), config.digest],
+        "source": [source.kind, str(source.root), source.location, source.version, source.commit, source.ref,
+                   source.note],
+        "models": models_stamp(source.srt),
+    }
+    results = ResultCache(cache_dir)
+    return results, results.key(material)
 
 
 def _list_models(source) -> int:

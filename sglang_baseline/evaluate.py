@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,11 +146,12 @@ class Interpreter:
     """Evaluates code from an :class:`Index` under a :class:`runtime.Runtime`."""
 
     def __init__(self, index: Index, runtime: Any, diagnostics: Diagnostics | None = None,
-                 budget: int = 4_000_000) -> None:
+                 budget: int = 800_000, seconds: float = 30.0) -> None:
         self.index = index
         self.runtime = runtime
         self.diag = diagnostics if diagnostics is not None else index.diagnostics
         self.budget = budget
+        self.deadline = time.perf_counter() + seconds
         self.steps = 0
         self.depth = 0
         self.expr_depth = 0
@@ -163,9 +165,16 @@ class Interpreter:
 
     # ================================================================ helpers
 
+    def new_phase(self, steps: int = 800_000, seconds: float = 30.0) -> None:
+        """Give the next stage of work its own step budget and time limit."""
+        self.budget = self.steps + steps
+        self.deadline = time.perf_counter() + seconds
+
     def tick(self, n: int = 1) -> None:
         self.steps += n
         if self.steps > self.budget:
+            raise BudgetExhausted()
+        if not self.steps & 0x3FFF and time.perf_counter() > self.deadline:
             raise BudgetExhausted()
 
     def site(self, frame: Frame, node: ast.AST) -> Site:
@@ -2089,7 +2098,7 @@ def evaluate_expression(interp: Interpreter, text: str, env: dict[str, Any], mod
         return Sym(text, "invalid catalog expression")
     try:
         return interp.eval(node, frame)
-    except (_Raise, _Return, _Break, _Continue):
+    except (_Raise, _Return, _Break, _Continue, BudgetExhausted, RecursionError):
         return Sym(text)
 
 

@@ -9,6 +9,7 @@ with one clear line.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class ModelConfig:
     model_type: str | None
     quant: QuantInfo
     warnings: list[str] = field(default_factory=list)
+    digest: str = ""  # of the file's bytes
 
 
 def find_config_file(path: Path) -> Path:
@@ -97,7 +99,9 @@ def load_config(path: Path) -> ModelConfig:
         raise ConfigError(f"--config {file}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise ConfigError(f"--config {file}: JSON nested too deeply") from None
-    return config_from_dict(raw, file)
+    cfg = config_from_dict(raw, file)
+    cfg.digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return cfg
 
 
 def config_from_dict(raw: Any, file: Path) -> ModelConfig:

@@ -292,12 +292,32 @@ class Index:
         self.files_read: dict[str, str] = {}  # rel path -> digest (for result caches)
         self._texts: dict[str, str] = {}
         self._top_defs: dict[str, dict[str, str]] = {}
+        self._guards: dict[tuple[str, int, bool], bool | None] = {}
+        self._guarding: set[tuple[str, int, bool]] = set()
 
     # ----------------------------------------------------------------- parsing
 
+    def begin_analysis(self, diagnostics: Diagnostics, max_modules: int = 1500) -> None:
+        """Reuse this index (and what it has parsed) for another analysis of the same tree."""
+        if len(self._modules) > max_modules:  # bound memory in long sweeps
+            self._modules.clear()
+            self._mro.clear()
+            self._texts.clear()
+            self._top_defs.clear()
+            self._guards.clear()
+            _MEMBERS.clear()
+        self.diagnostics = diagnostics
+        self.files_read = {}
+
     def module(self, dotted: str) -> ParsedModule | None:
         if dotted in self._modules:
-            return self._modules[dotted]
+            mod = self._modules[dotted]
+            if mod is not None and mod.digest and mod.rel not in self.files_read:
+                self.files_read[mod.rel] = mod.digest
+                if mod.error:
+                    self.diagnostics.add("syntax-error" if "line" in mod.error else "unreadable-file",
+                                         mod.rel, what=mod.rel, why=mod.error)
+            return mod
         found = self.tree.module_file(dotted)
         if found is None:
             self._modules[dotted] = None
@@ -372,12 +392,12 @@ class Index:
             try:
                 if found[0].stat().st_size > MAX_FILE_BYTES:
                     return None
-                text = found[0].read_text(encoding="utf-8", errors="replace")
+                data = found[0].read_bytes()
             except OSError:
                 return None
+            text = data.decode("utf-8-sig", errors="replace")
             self._texts[dotted] = text
-            self.files_read.setdefault(self.tree.rel(found[0]),
-                                       hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest())
+            self.files_read.setdefault(self.tree.rel(found[0]), hashlib.blake2b(data, digest_size=16).hexdigest())
         defs = self._top_defs.get(dotted)
         if defs is None:
             defs = {}
@@ -439,7 +459,18 @@ class Index:
             return False
         if self.guard_evaluator is None:
             return None
-        return self.guard_evaluator(mod, test, polarity)
+        key = (mod.name, id(test), polarity)
+        if key in self._guards:
+            return self._guards[key]
+        if key in self._guarding:  # a guard that needs itself (module-level cycles): undecided
+            return None
+        self._guarding.add(key)
+        try:
+            verdict = self.guard_evaluator(mod, test, polarity)
+        finally:
+            self._guarding.discard(key)
+        self._guards[key] = verdict
+        return verdict
 
     def resolve(self, module: str, name: str, _seen: frozenset = frozenset()) -> Symbol | None:
         """Resolve ``name`` as seen at the top level of ``module``."""

@@ -10,10 +10,7 @@ alone.  Ordering is stable, so two runs diff cleanly.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from . import __version__
 from .analysis import Analysis, LayoutResult, find_class, model_file_for_github, read_snippet
 from .definitions import DefinitionUse
 from .forward import Call
+from .fsutil import MARKER, SNIPPETS, write_output_set
 from .schemas import (
     AttentionOut,
     CallSite,
@@ -47,12 +45,6 @@ from .schemas import (
 )
 from .structure import Node
 from .values import Obj, Site, Sym, expr_of, is_known, json_value
-
-OWNED_FILES = ("sglang_implementation.json", "kernel_calls.json", "model_definition.json", "model_config.json",
-               "summary.md")
-SNIPPETS = "code_snippets"
-MARKER = ".sglang-baseline"
-
 
 # ---------------------------------------------------------------------------- building
 
@@ -390,28 +382,6 @@ def _dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("sglang_baseline", "templates"),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -458,99 +428,67 @@ def _render_tree(node: TreeNode, depth: int = 0, limit: int = 400) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: list[KernelCall]) -> list[Path]:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    impl_json = impl.model_dump(mode="json")
-    calls_json = KernelCalls.dump_python(calls, mode="json")
-    write_atomic(output_dir / "sglang_implementation.json", _dump(impl_json))
-    write_atomic(output_dir / "kernel_calls.json", _dump(calls_json))
-    write_atomic(output_dir / "model_definition.json", _dump(build_model_definition(impl)))
-    written += [output_dir / n for n in ("sglang_implementation.json", "kernel_calls.json", "model_definition.json")]
-    config_written = False
+def render_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: list[KernelCall]) -> dict[str, str]:
+    """Every output file, by path relative to the output folder (snippets under code_snippets/)."""
+    files: dict[str, str] = {}
+    files["sglang_implementation.json"] = _dump(impl.model_dump(mode="json"))
+    files["kernel_calls.json"] = _dump(KernelCalls.dump_python(calls, mode="json"))
+    files["model_definition.json"] = _dump(build_model_definition(impl))
     if a.config is not None:
-        write_atomic(output_dir / "model_config.json", _dump(a.config.raw))
-        written.append(output_dir / "model_config.json")
-        config_written = True
-    else:
-        stale = output_dir / "model_config.json"
-        if stale.is_file() and (output_dir / SNIPPETS / MARKER).is_file():
-            stale.unlink()
-    written += write_snippets(a, output_dir, impl)
-    write_atomic(output_dir / "summary.md", render_summary(impl, calls, output_dir, config_written))
-    written.append(output_dir / "summary.md")
-    return written
+        files["model_config.json"] = _dump(a.config.raw)
+    for name, text in render_snippets(a, impl).items():
+        files[f"{SNIPPETS}/{name}"] = text
+    files["summary.md"] = render_summary(impl, calls, output_dir, a.config is not None)
+    return files
 
 
-def write_snippets(a: Analysis, output_dir: Path, impl: Implementation) -> list[Path]:
+def write_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: list[KernelCall]) -> dict[str, str]:
+    files = render_outputs(a, output_dir, impl, calls)
+    write_output_set(output_dir, files)
+    return files
+
+
+def render_snippets(a: Analysis, impl: Implementation) -> dict[str, str]:
     """code_snippets/modules/<Class>.py and code_snippets/kernels/<file>_L<a>-<b>.py."""
-    final = output_dir / SNIPPETS
-    staging = Path(tempfile.mkdtemp(prefix=".code_snippets-", dir=str(output_dir)))
-    files: list[str] = []
-    try:
-        (staging / "modules").mkdir()
-        (staging / "kernels").mkdir()
-        seen: set[str] = set()
-        lr = a.primary
-        if lr.tree is not None:
-            for n in lr.tree.walk():
-                if not isinstance(n.obj, Obj) or n.alias_of:
-                    continue
-                cls = n.obj.cls
-                dotted = n.class_dotted
-                if dotted in seen or not hasattr(cls, "qualname"):
-                    continue
-                seen.add(dotted)
-                mod = a.index.module(cls.module)  # type: ignore[union-attr]
-                node = a.index.class_node(cls) if mod else None  # type: ignore[arg-type]
-                if mod is None or node is None:
-                    continue
-                start, end = node.lineno, node.end_lineno or node.lineno
-                body = mod.snippet(start, end)
-                name = f"modules/{_safe(n.class_name)}.py"
-                if name in files:
-                    name = f"modules/{_safe(dotted)}.py"
-                _write_snippet(staging / name, mod.rel, start, end, dotted, body)
-                files.append(name)
-        for ks in impl.kernel_calls:
-            m = re.match(r"(.+):(\d+)-(\d+)$", ks.code_location)
-            if not m:
+    files: dict[str, str] = {}
+    seen: set[str] = set()
+    lr = a.primary
+    if lr.tree is not None:
+        for n in lr.tree.walk():
+            if not isinstance(n.obj, Obj) or n.alias_of:
                 continue
-            rel, s, e = m.group(1), int(m.group(2)), int(m.group(3))
-            body = read_snippet(a.index, rel, max(s - 2, 1), e + 2)
-            name = f"kernels/{_safe(rel.removesuffix('.py').replace('/', '.'))}_L{s}-{e}.py"
+            cls = n.obj.cls
+            dotted = n.class_dotted
+            if dotted in seen or not hasattr(cls, "qualname"):
+                continue
+            seen.add(dotted)
+            mod = a.index.module(cls.module)  # type: ignore[union-attr]
+            node = a.index.class_node(cls) if mod else None  # type: ignore[arg-type]
+            if mod is None or node is None:
+                continue
+            start, end = node.lineno, node.end_lineno or node.lineno
+            name = f"modules/{_safe(n.class_name)}.py"
             if name in files:
-                continue
-            _write_snippet(staging / name, rel, max(s - 2, 1), e + 2, ks.function, body)
-            files.append(name)
-        (staging / "INDEX.md").write_text(
-            "# code_snippets\n\nExact source lines, each under a header naming the file (relative to "
-            "sglang/srt) and line range.\n\n" + "".join(f"- {f}\n" for f in sorted(files)), encoding="utf-8")
-        (staging / MARKER).write_text("written by sglang-baseline; replaced on every run\n", encoding="utf-8")
-        # replace our own previous folder only
-        if final.exists():
-            if (final / MARKER).is_file() or not any(final.iterdir()):
-                old = Path(tempfile.mkdtemp(prefix=".old-snippets-", dir=str(output_dir)))
-                os.replace(final, old / "x")
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                raise_output(f"{final} exists and was not written by sglang-baseline; not replacing it")
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return [final / f for f in files]
+                name = f"modules/{_safe(dotted)}.py"
+            files[name] = _snippet(mod.rel, start, end, dotted, mod.snippet(start, end))
+    for ks in impl.kernel_calls:
+        m = re.match(r"(.+):(\d+)-(\d+)$", ks.code_location)
+        if not m:
+            continue
+        rel, s, e = m.group(1), int(m.group(2)), int(m.group(3))
+        name = f"kernels/{_safe(rel.removesuffix('.py').replace('/', '.'))}_L{s}-{e}.py"
+        if name in files:
+            continue
+        files[name] = _snippet(rel, max(s - 2, 1), e + 2, ks.function, read_snippet(a.index, rel, max(s - 2, 1), e + 2))
+    files["INDEX.md"] = ("# code_snippets\n\nExact source lines, each under a header naming the file (relative to "
+                         "sglang/srt) and line range.\n\n" + "".join(f"- {f}\n" for f in sorted(files)))
+    files[MARKER] = "written by sglang-baseline; replaced on every run\n"
+    return files
 
 
-def raise_output(msg: str) -> None:
-    from .errors import OutputError
-
-    raise OutputError(msg)
-
-
-def _write_snippet(path: Path, rel: str, start: int, end: int, what: str, body: str) -> None:
+def _snippet(rel: str, start: int, end: int, what: str, body: str) -> str:
     header = f"# {what}\n# source: sglang/srt/{rel}:{start}-{end}\n\n"
-    path.write_text(header + body + ("\n" if not body.endswith("\n") else ""), encoding="utf-8")
+    return header + body + ("\n" if not body.endswith("\n") else "")
 
 
 def _safe(s: str) -> str:

@@ -127,6 +127,8 @@ def _literal_version(f: Path) -> str | None:
 
 
 def _git_repo(path: Path):
+    if not (path / ".git").exists():
+        return None  # not a checkout: no need to load GitPython
     try:
         import git  # GitPython
     except ImportError:  # pragma: no cover - a declared dependency

@@ -1,0 +1,108 @@
+"""A cache of finished analyses, checked against the content of every file they read.
+
+The key covers everything an analysis depends on besides the source files: the tool
+and catalog, the arguments, the config's content, the source's identity and the set
+of model files (names, sizes, modification times: what model discovery reads).  The
+entry records the content digest of every source file the analysis read; it is used
+only if each of those files still has that content, so an edited file is never served
+stale.  Entries are written atomically; a damaged entry is a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .fsutil import write_atomic
+
+FORMAT = 1
+
+
+def _digest_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+_CATALOG_DIGEST: list[str] = []
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def catalog_digest() -> str:
+    if _CATALOG_DIGEST:
+        return _CATALOG_DIGEST[0]
+    h = hashlib.blake2b(digest_size=16)
+    folder = Path(__file__).parent / "catalog"
+    for p in sorted(folder.glob("*.json")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    tmpl = Path(__file__).parent / "templates" / "summary.md.j2"
+    h.update(tmpl.read_bytes())
+    _CATALOG_DIGEST.append(h.hexdigest())
+    return _CATALOG_DIGEST[0]
+
+
+def models_stamp(srt: Path) -> str:
+    """Names, sizes and modification times of models/*.py (what discovery reads)."""
+    h = hashlib.blake2b(digest_size=16)
+    models = srt / "models"
+    try:
+        entries = sorted(os.scandir(models), key=lambda e: e.name)
+    except OSError:
+        return "none"
+    for e in entries:
+        if e.name.endswith(".py"):
+            try:
+                st = e.stat()
+            except OSError:
+                continue
+            h.update(f"{e.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+class ResultCache:
+    def __init__(self, root: Path) -> None:
+        self.dir = root / f"results-v{FORMAT}"
+        self._seen: dict[tuple[str, int, int], str] = _DIGESTS
+
+    def key(self, material: dict[str, Any]) -> str:
+        material = dict(material, tool=__version__, python=sys.version_info[:2], catalog=catalog_digest())
+        return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+    def lookup(self, key: str, srt: Path, root: Path) -> dict[str, Any] | None:
+        p = self.dir / key[:2] / f"{key}.json"
+        try:
+            entry = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(entry, dict) or entry.get("format") != FORMAT:
+            return None
+        for rel, digest in entry.get("files", {}).items():
+            path = srt / rel if not rel.startswith("sglang/") else root / rel
+            try:
+                if self._digest(path) != digest:
+                    return None
+            except OSError:
+                return None
+        return entry
+
+    def _digest(self, path: Path) -> str:
+        """Content digest, computed once per file (and size/mtime) in this process."""
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        got = self._seen.get(key)
+        if got is None:
+            got = _digest_bytes(path.read_bytes())
+            self._seen[key] = got
+        return got
+
+    def store(self, key: str, files_read: dict[str, str], outputs: dict[str, str], line: str,
+              extra: dict[str, Any] | None = None) -> None:
+        entry = {"format": FORMAT, "files": files_read, "outputs": outputs, "line": line, **(extra or {})}
+        try:
+            write_atomic(self.dir / key[:2] / f"{key}.json", json.dumps(entry))
+        except OSError:
+            pass  # a read-only cache only costs speed
