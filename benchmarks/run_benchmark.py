@@ -174,7 +174,6 @@ def main() -> None:
     S, s_files, s_bytes = parse_all([srt])
     print(f"P = {P:.2f}s ({p_files} files), S = {S:.2f}s ({s_files} files)", file=sys.stderr)
 
-    rows = []
     work = Path(tempfile.mkdtemp(prefix="sgb-bench-"))
     try:
         models = [

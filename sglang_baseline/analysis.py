@@ -25,7 +25,7 @@ from .errors import ModelSourceError
 from .evaluate import BudgetExhausted, Interpreter, evaluate_expression
 from .forward import Call, ForwardPath, ForwardReader, kernel_rank
 from .hfconfig import ModelConfig
-from .index import ClassSym, Index, SourceTree
+from .index import ClassSym, Index, SourceTree, iter_python_files
 from .runtime import Layout, Runtime, build_config_object, config_classes
 from .source import SourceInfo
 from .structure import Node, TreeBuilder
@@ -135,6 +135,9 @@ def _one_layout(index: Index, catalog: Catalog, config: ModelConfig | None, matc
     try:
         made = interp.instantiate(cls, [], _entry_kwargs(index, cls, cfg, quant), None, None)
         root = made if isinstance(made, Obj) else None
+        if root is not None and root.pending is not None:  # the entry class is always built
+            root.is_module = True
+            interp.force(root)
     except BudgetExhausted:
         diags.add("budget-exhausted", match.chosen.file, what=match.chosen.class_name)
     except RecursionError:
@@ -261,16 +264,21 @@ def _class_calls(a: Analysis, lr: LayoutResult, classes: list[str], methods: lis
             continue
         for m in methods:
             key = (cls.dotted, m)
+            shared = (id(a.index), cls.dotted, m)  # backend and sampler paths do not depend on the model
             if key not in cache:
-                dummy = Obj(cls=cls)
-                path: ForwardPath | None = lr.forward.method_calls(dummy, m)
-                cache[key] = list(path.calls) if path else []
+                if shared in _CLASS_CALLS:
+                    cache[key] = _CLASS_CALLS[shared]
+                else:
+                    dummy = Obj(cls=cls)
+                    path: ForwardPath | None = lr.forward.method_calls(dummy, m)
+                    cache[key] = _CLASS_CALLS[shared] = list(path.calls) if path else []
             out.extend(cache[key])
         if out:
             break
     return out
 
 
+_CLASS_CALLS: dict[tuple[int, str, str], list[Call]] = {}
 _CLASS_HOMES = ("sglang.srt.layers", "sglang.srt.layers.attention", "sglang.srt.layers.attention.linear",
                 "sglang.srt.layers.attention.nsa", "sglang.srt.layers.attention.dsa")
 
@@ -284,7 +292,7 @@ def find_class(index: Index, name: str) -> ClassSym | None:
     srt = index.tree.srt
     needle = f"class {name}("
     needle2 = f"class {name}:"
-    for path in sorted((srt / "layers").rglob("*.py")) if (srt / "layers").is_dir() else []:
+    for path in iter_python_files(srt / "layers") if (srt / "layers").is_dir() else []:
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:

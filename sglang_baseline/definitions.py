@@ -129,6 +129,11 @@ class Namer:
         env = self._base_env()
         for k, v in obj.args.items():
             env[k] = v
+        # a subclass that passes *args/**kwargs through: the base constructor's attributes stand in
+        for k, v in obj.attrs.items():
+            if k not in env and not k.startswith("_") and (isinstance(v, (int, str, float, bool, list, tuple))
+                                                             or v is None):
+                env[k] = v
         env["self"] = obj
         env["node_name"] = node.name
         env["arg"] = HostFunction("arg", lambda name, default=None: obj.args.get(name, default)
@@ -250,6 +255,8 @@ class Namer:
                               why=f"no naming rule for {backend or 'this backend'} ({self.attention.why})")
         if rule.role in INVOKED_ROLES and not self._invoked(node, parent):
             return []
+        if rule.role == "moe":
+            self._note_expert_fusion(node, obj)
         forms, evidence = self._call_forms(node, parent, rule)
         uses: list[DefinitionUse] = []
         for d in rules:
@@ -312,6 +319,18 @@ class Namer:
                 break
             axes[key] = AxisValue(expr=_template_expr(expr), value=value)
         return axes, status
+
+    def _note_expert_fusion(self, node: Node, obj: Obj) -> None:
+        """Say so when the MoE kernel runs more experts than the config routes (fused shared experts)."""
+        raw = self.raw or {}
+        routed = next((raw[k] for k in ("n_routed_experts", "num_experts", "num_local_experts", "moe_num_experts")
+                       if isinstance(raw.get(k), int)), None)
+        n = obj.args.get("num_experts")
+        if isinstance(n, int) and isinstance(routed, int) and n > routed:
+            self.diag.add("shared-experts-fused", str(node.site or ""),
+                          what=f"{node.path}: the MoE kernel runs {n} experts where the config routes {routed}: "
+                               f"SGLang folds {n - routed} shared (or redundant) experts into it, so no separate "
+                               f"shared-expert layers run; names use the {routed} routed experts")
 
     # ------------------------------------------------------------------ call forms
 

@@ -48,6 +48,8 @@ KINDS: dict[str, str] = {
     "missing-dimension": "definition {what} needs {why}, which is not known",
     "quantization": "{what}",
     "version-difference": "{what}",
+    "shared-experts-fused": "{what}",
+    "not-invoked": "{what}",
     "config": "{what}",
     "source": "{what}",
 }

@@ -123,7 +123,10 @@ def _paren(e: str) -> str:
 
 def truth(v: Any) -> bool | None:
     """Python truthiness of a value, or None when unknown."""
-    if isinstance(v, (Sym, Alt)):
+    if isinstance(v, Alt):
+        ts = {truth(x) for x in v.values()}
+        return ts.pop() if len(ts) == 1 else None
+    if isinstance(v, Sym):
         return None
     if tracking.is_tracked(v):
         tracking.record(lambda i, f=v.fn: bool(f(i)), bool(v))
@@ -231,6 +234,8 @@ class Interpreter:
         try:
             frame = Frame(module=mod, name=f"<module {module}>")
             value = self._assignment_value(b.node, name, frame)
+            if isinstance(value, (dict, list, set)):
+                self._module_mutations(mod, name, value, b.node)
         except (_Raise, _Return, _Break, _Continue):
             value = Sym(name)
         except RecursionError:
@@ -239,6 +244,51 @@ class Interpreter:
             self._in_progress.discard(key)
         self._module_values[key] = value
         return value
+
+    def _module_mutations(self, mod: ParsedModule, name: str, value: Any, after: ast.AST) -> None:
+        """Apply top-level ``NAME.update(...)`` / ``NAME[k] = v`` / ``NAME.append(...)`` after its assignment
+        (under the ``if`` guards that hold on the assumed platform): registries are often built that way."""
+        if mod.tree is None:
+            return
+        frame = Frame(module=mod, locals={name: value}, name=f"<module {mod.name}>")
+        started = False
+
+        def mutates(st: ast.stmt) -> bool:
+            if isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
+                f = st.value.func
+                return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == name \
+                    and f.attr in ("update", "append", "extend", "add", "setdefault", "insert")
+            if isinstance(st, ast.Assign):
+                return any(isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id == name
+                           for t in st.targets)
+            if isinstance(st, ast.AugAssign):
+                return isinstance(st.target, ast.Name) and st.target.id == name
+            return False
+
+        def walk(stmts: list[ast.stmt]) -> None:
+            nonlocal started
+            for st in stmts:
+                if st is after:
+                    started = True
+                    continue
+                if isinstance(st, ast.If):
+                    t = truth(self.eval(st.test, frame)) if started else None
+                    if not started:
+                        walk(st.body)
+                        walk(st.orelse)
+                    elif t is True:
+                        walk(st.body)
+                    elif t is False:
+                        walk(st.orelse)
+                elif isinstance(st, ast.Try):
+                    walk(st.body)
+                elif started and mutates(st):
+                    try:
+                        self.exec_stmt(st, frame)
+                    except (_Raise, _Return, _Break, _Continue):
+                        pass
+
+        walk(mod.tree.body)
 
     def _assignment_value(self, node: ast.AST, name: str, frame: Frame) -> Any:
         if isinstance(node, ast.Assign):
@@ -449,6 +499,10 @@ class Interpreter:
         return r
 
     def _subscript(self, base: Any, key: Any) -> Any:
+        if isinstance(key, Alt) and isinstance(base, (dict, list, tuple)):
+            r = _alt_map(key, lambda k: self._subscript(base, k))
+            if r is not _UNDECIDED:
+                return r
         if isinstance(base, dict):
             try:
                 if key in base:
@@ -501,6 +555,15 @@ class Interpreter:
         return r
 
     def _binop(self, op: type, a: Any, b: Any) -> Any:
+        if isinstance(a, Alt) or isinstance(b, Alt):
+            if isinstance(a, Alt) and not isinstance(b, Alt):
+                r = _alt_map(a, lambda x: self._binop(op, x, b))
+            elif isinstance(b, Alt) and not isinstance(a, Alt):
+                r = _alt_map(b, lambda y: self._binop(op, a, y))
+            else:
+                r = _UNDECIDED
+            if r is not _UNDECIDED:
+                return r
         fn = _BINOPS.get(op)
         if fn is not None and _arith_ok(a) and _arith_ok(b):
             try:
@@ -540,10 +603,12 @@ class Interpreter:
             if t is None:
                 unknown.append(v)
                 continue
+            # `unknown and False` is falsy whatever the unknown is (and `unknown or True` truthy):
+            # the truth of the whole is known even if which operand it returns is not
             if is_and and not t:
-                return v if not unknown else Sym(_join_bool(unknown + [v], "and"))
+                return v
             if not is_and and t:
-                return v if not unknown else Sym(_join_bool(unknown + [v], "or"))
+                return v
         if not unknown:
             return last
         if not is_and and last is not None and unknown and unknown[-1] is not last:
@@ -574,6 +639,14 @@ class Interpreter:
         return r
 
     def _compare(self, op: type, a: Any, b: Any) -> Any:
+        if isinstance(a, Alt) and not isinstance(b, Alt) and not (a.options and _is_module(a.options[0][1])):
+            r = _alt_map(a, lambda x: self._compare(op, x, b))
+            if r is not _UNDECIDED and not isinstance(r, Alt):
+                return r
+        if isinstance(b, Alt) and not isinstance(a, Alt) and not (b.options and _is_module(b.options[0][1])):
+            r = _alt_map(b, lambda y: self._compare(op, a, y))
+            if r is not _UNDECIDED and not isinstance(r, Alt):
+                return r
         if op in (ast.Is, ast.IsNot):
             r = _identity(a, b)
             if r is None:
@@ -1140,6 +1213,10 @@ class Interpreter:
             if node is None:
                 continue
             if any(_deco_name(d).endswith("dataclass") for d in node.decorator_list):
+                is_dc = True
+            struct_bases = getattr(self.runtime, "struct_bases", ())
+            if struct_bases and any(isinstance(b, ExternalSym) and b.dotted in struct_bases
+                                    for b in self.index.base_symbols(c)):
                 is_dc = True
             for st in node.body:
                 if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
@@ -1724,12 +1801,36 @@ def _same(a: Any, b: Any) -> bool:
 _ALT_KINDS = (Obj, Alt, ClassSym, FuncSym)
 
 
+MAX_ALT = 8  # options kept in one value set; beyond this a value becomes a plain unknown
+
+
 def merge_values(a: Any, b: Any, cond: str) -> Any:
     if _same(a, b):
         return a
     if _is_module(a) or _is_module(b) or isinstance(a, _ALT_KINDS) or isinstance(b, _ALT_KINDS):
         return Alt([(cond, a), (f"not ({cond})", b)])
+    if _plain(a) and _plain(b) and is_known(a) and is_known(b):
+        # two known values: keep both, so that tests which agree on both can still be decided
+        return Alt([(cond, a), (f"not ({cond})", b)])
     return Sym(f"({expr_of(a)} if {cond} else {expr_of(b)})")
+
+
+def _alt_map(v: Alt, fn: Any) -> Any:
+    """Apply ``fn`` to every option of a value set; one value when they all agree."""
+    results = [(c, fn(x)) for c, x in v.options]
+    first = results[0][1]
+    if all(_same(first, r) for _, r in results[1:]):
+        return first
+    if len(results) > MAX_ALT or any(isinstance(r, Sym) for _, r in results):
+        return _UNDECIDED
+    return Alt(results)
+
+
+class _Undecided:
+    pass
+
+
+_UNDECIDED = _Undecided()
 
 
 def _merge_dicts(a: dict[str, Any], b: dict[str, Any], cond: str) -> dict[str, Any]:
@@ -1891,6 +1992,10 @@ def _b_isinstance(it: Interpreter, a: list[Any], k: dict[str, Any], f: Frame | N
     cls_list = list(classes) if isinstance(classes, tuple) else [classes]
     py = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple,
           "dict": dict, "set": set, "type(None)": type(None)}
+    if isinstance(x, Alt):
+        r = _alt_map(x, lambda v: _b_isinstance(it, [v, classes], k, f))
+        if r is not _UNDECIDED and not isinstance(r, Alt):
+            return r
     if isinstance(x, (Sym, Alt)):
         return Sym(f"isinstance({expr_of(x)}, {expr_of(classes)})")
     verdicts = []

@@ -71,7 +71,6 @@ class ForwardReader:
         self._cache: dict[tuple, ForwardPath] = {}
         self._func_cache: dict[tuple, list[Call]] = {}
         self.quiet = Diagnostics()
-        self._nodes: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = {}
         self._children: dict[int, tuple[Obj, set[str]]] = {}
         self._kinds: dict[str, str] = {}
 
@@ -169,6 +168,13 @@ class ForwardReader:
             self.interp.steps, self.interp.budget = steps, budget
 
     def _simple_test(self, test: ast.expr) -> bool:
+        got = _SIMPLE.get(id(test))
+        if got is None or got[0] is not test:
+            got = (test, self._is_simple_test(test))
+            _SIMPLE[id(test)] = got
+        return got[1]
+
+    def _is_simple_test(self, test: ast.expr) -> bool:
         functions = self.catalog.runtime.functions
         for n in ast.walk(test):
             if isinstance(n, ast.Call):
@@ -237,7 +243,7 @@ class ForwardReader:
 
     def _nodes_of(self, node: ast.AST) -> tuple[list[ast.Call], list[ast.Attribute]]:
         """Calls (in source order) and tensor-attribute reads in a statement, cached per node."""
-        got = self._nodes.get(id(node))
+        got = _NODES.get(id(node))
         if got is not None and got[0] is node:
             return got[1], got[2]
         calls: list[ast.Call] = []
@@ -250,7 +256,7 @@ class ForwardReader:
         calls.sort(key=lambda c: (c.end_lineno or c.lineno, c.end_col_offset or 0))
         funcs = {id(c.func) for c in calls}
         data = [a for a in attrs if id(a) not in funcs]
-        self._nodes[id(node)] = (node, calls, data)
+        _NODES[id(node)] = (node, calls, data)
         return calls, data
 
     def _call(self, c: ast.Call, obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
@@ -569,6 +575,9 @@ _WRAPPER_TOKENS = [
 
 
 _TEXTS: dict[int, tuple[ast.AST, str]] = {}
+# per-node results shared by every reader in the process (nodes are kept alive by the index)
+_NODES: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = {}
+_SIMPLE: dict[int, tuple[ast.AST, bool]] = {}
 
 
 def _test_text(test: ast.expr) -> str:

@@ -479,6 +479,8 @@ class Index:
             return None
         seen = _seen | {key}
         if not self.is_internal(module):
+            if module.startswith("<"):  # catalog expressions: builtins only
+                return ExternalSym(f"builtins.{name}") if name in BUILTIN_NAMES else None
             return ExternalSym(f"{module}.{name}")
         mod = self.module(module)
         if mod is None:

@@ -382,7 +382,17 @@ def _dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
 
 
+_ENV: list[jinja2.Environment] = []
+
+
 def _env() -> jinja2.Environment:
+    if _ENV:
+        return _ENV[0]
+    _ENV.append(_make_env())
+    return _ENV[0]
+
+
+def _make_env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("sglang_baseline", "templates"),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)

@@ -56,6 +56,10 @@ class Runtime:
 
     # ------------------------------------------------------------ values
 
+    @property
+    def struct_bases(self) -> tuple[str, ...]:
+        return tuple(self.catalog.runtime.struct_base_classes)
+
     def _value(self, interp: Interpreter, text: str, extra: dict[str, Any] | None = None) -> Any:
         m = _NAMESPACE_REF.fullmatch(text)
         if m:
@@ -225,6 +229,9 @@ class Runtime:
         return False
 
     def is_shallow(self, index: Index, cls: ClassSym) -> bool:
+        # vision/audio towers are not the language model: recorded, not built (names exclude them)
+        if any(m in cls.name for m in self.catalog.layers.non_text_markers):
+            return True
         rule = self.catalog.layer_rule_for(index, cls)
         if rule is None or not rule.shallow:
             return False
@@ -316,7 +323,16 @@ def _literal(text: str) -> Any:
 
 
 def config_classes(index: Index) -> dict[str, ClassSym]:
-    """``model_type`` -> SGLang's config class, from ``sglang/srt/configs/*.py``."""
+    """``model_type`` -> SGLang's config class, from ``sglang/srt/configs/*.py`` (once per index)."""
+    cached = getattr(index, "_config_classes", None)
+    if cached is not None:
+        return cached
+    out = _config_classes(index)
+    index._config_classes = out  # type: ignore[attr-defined]
+    return out
+
+
+def _config_classes(index: Index) -> dict[str, ClassSym]:
     out: dict[str, ClassSym] = {}
     folder = index.tree.srt / "configs"
     if not folder.is_dir():

@@ -231,11 +231,14 @@ class _Sig:
             for k in sorted(v.args):
                 if k in _IDENTITY_ARGS:
                     continue
-                jv = json_value(v.args[k])
-                if jv is not None or v.args[k] is None:
+                arg = v.args[k]
+                if isinstance(arg, dict):  # **kwargs passed through: drop identity keys inside too
+                    arg = {kk: vv for kk, vv in arg.items() if kk not in _IDENTITY_ARGS}
+                jv = json_value(arg)
+                if jv is not None or arg is None:
                     parts.append(f"{k}={jv!r}")
-                elif isinstance(v.args[k], Sym):
-                    parts.append(f"{k}~{v.args[k].expr}")
+                elif isinstance(arg, Sym):
+                    parts.append(f"{k}~{arg.expr}")
             for k, x in v.attrs.items():
                 if isinstance(x, (Obj, ModuleListObj, ModuleDictObj)) and getattr(x, "is_module", False):
                     parts.append(f"{k}:{self.signature(x, depth + 1)}")

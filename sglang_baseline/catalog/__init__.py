@@ -60,6 +60,8 @@ class RuntimeCatalog(_Model):
     external_modules: dict[str, list[str]]
     container_modules: dict[str, Literal["list", "sequential", "dict"]]
     quantization: QuantizationBuild
+    struct_base_classes: list[str] = Field(
+        default_factory=list, description="external bases whose subclasses take their fields as constructor arguments")
     lazy_import_classes: list[str] = Field(
         default_factory=list, description="classes whose (module, name) arguments name an import done later")
     config_defaults: dict[str, object] = Field(
@@ -101,7 +103,8 @@ class DefinitionRule(_Model):
 class LayerRule(_Model):
     """What an SGLang layer class (or any subclass) is and runs."""
 
-    classes: list[str] = Field(description="class names matched along the MRO")
+    classes: list[str] = Field(description="class names matched along the MRO; a dotted entry "
+                                           "(`layernorm_gated.RMSNorm`) matches a module-qualified class")
     role: str = Field(description="norm | linear | attention | moe | router | rope | embedding | "
                                   "lm_head | logits | linear_attention | mamba | indexer | activation")
     shallow: bool = Field(default=False, description="bind the constructor's arguments, do not run it")
@@ -111,7 +114,8 @@ class LayerRule(_Model):
 
     def matched_class(self, index: Index, cls: ClassSym) -> ClassSym | ExternalSym:
         for c in index.mro(cls):
-            if isinstance(c, (ClassSym, ExternalSym)) and c.name in self.classes:
+            if isinstance(c, (ClassSym, ExternalSym)) and (c.name in self.classes or any(
+                    "." in k and (c.dotted == k or c.dotted.endswith("." + k)) for k in self.classes)):
                 return c
         return cls
 
@@ -199,9 +203,15 @@ class Catalog(_Model):
         """The first rule matching ``cls`` along its MRO (most specific class first)."""
         mro = index.mro(cls) if isinstance(cls, ClassSym) else [cls]
         by_name = _rules_by_class(self)
+        dotted_keys = [k for k in by_name if "." in k]
         for c in mro:
             if isinstance(c, (ClassSym, ExternalSym)):
-                rule = by_name.get(c.name) or by_name.get(getattr(c, "dotted", ""))
+                dotted = c.dotted
+                # a rule naming a module-qualified class (`fla.layernorm_gated.RMSNorm`) wins over the bare name
+                for k in dotted_keys:
+                    if dotted == k or dotted.endswith("." + k):
+                        return by_name[k]
+                rule = by_name.get(c.name)
                 if rule is not None:
                     return rule
         return None

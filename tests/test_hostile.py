@@ -1,0 +1,236 @@
+"""Hostile sources and configs: warnings and partial results, never a hang, a traceback or code run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli
+
+MARKER_CODE = "open({marker!r}, 'w').write('executed')\n"
+
+
+@pytest.fixture
+def tree(tmp_path, release) -> Path:
+    """A copy of SGLang 0.4.6 that a test may edit."""
+    root = tmp_path / "tree"
+    shutil.copytree(release("0.4.6") / "sglang", root / "sglang")
+    return root
+
+
+def add_model(root: Path, name: str, body: str) -> Path:
+    p = root / "sglang" / "srt" / "models" / f"{name}.py"
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+def analyse(root: Path, model: str, tmp_path: Path, *extra: str):
+    r = run_cli("--model-name", model, "--sglang-path", str(root), "--cache-dir", str(tmp_path / "cache"),
+                *extra, output_dir=tmp_path / "out")
+    assert "Traceback" not in r.err, r.err
+    return r
+
+
+TINY = """
+from torch import nn
+from sglang.srt.layers.layernorm import RMSNorm
+{imports}
+
+class TinyForCausalLM(nn.Module):
+    def __init__(self, config, quant_config=None, prefix=""):
+        super().__init__()
+        self.norm = RMSNorm(config.hidden_size)
+        {body}
+
+    def forward(self, x):
+        return self.norm(x)
+
+EntryClass = TinyForCausalLM
+"""
+
+
+def tiny(imports: str = "", body: str = "pass") -> str:
+    return TINY.format(imports=imports, body=body)
+
+
+def test_syntax_error_in_a_helper_is_a_warning(tree, tmp_path):
+    helper = tree / "sglang" / "srt" / "layers" / "broken_helper.py"
+    helper.write_text("def f(:\n")
+    add_model(tree, "tiny", tiny("from sglang.srt.layers.broken_helper import f", "self.x = f()"))
+    r = analyse(tree, "tiny", tmp_path)
+    assert r.code == 0, r.err
+    warnings = r.json("sglang_implementation.json")["warnings"]
+    assert any(w["kind"] == "syntax-error" and "broken_helper.py" in w["location"] for w in warnings)
+    assert "rmsnorm_h{hidden_size}" in r.names
+
+
+def test_python2_model_file_is_a_clean_error(tree, tmp_path):
+    add_model(tree, "py2", 'print "hello"\nclass Py2ForCausalLM(object):\n    pass\nEntryClass = Py2ForCausalLM\n')
+    r = analyse(tree, "Py2ForCausalLM", tmp_path)
+    assert r.code == 5 and "models/py2.py" in r.err
+
+
+def test_non_utf8_file_is_read_with_a_warning(tree, tmp_path):
+    p = add_model(tree, "tiny", tiny())
+    p.write_bytes(p.read_bytes().replace(b"from torch import nn", b"# caf\xe9 \xff\nfrom torch import nn"))
+    r = analyse(tree, "tiny", tmp_path)
+    assert r.code == 0, r.err
+    warnings = r.json("sglang_implementation.json")["warnings"]
+    assert any("UTF-8" in w["message"] for w in warnings)
+
+
+def test_huge_file_is_skipped_not_parsed(tree, tmp_path):
+    big = tree / "sglang" / "srt" / "layers" / "huge_table.py"
+    big.write_text("TABLE = [\n" + "    1,\n" * 1_700_000 + "]\n")  # ~10 MB
+    assert big.stat().st_size > 10_000_000
+    add_model(tree, "tiny", tiny("from sglang.srt.layers.huge_table import TABLE", "self.n = len(TABLE)"))
+    r = analyse(tree, "tiny", tmp_path)
+    assert r.code == 0, r.err
+    warnings = r.json("sglang_implementation.json")["warnings"]
+    assert any(w["kind"] == "unreadable-file" and "huge_table.py" in w["location"] for w in warnings)
+
+
+def test_circular_imports_and_self_inheritance(tree, tmp_path):
+    layers = tree / "sglang" / "srt" / "layers"
+    (layers / "cyc_a.py").write_text("from sglang.srt.layers.cyc_b import B\nA = B\n")
+    (layers / "cyc_b.py").write_text("from sglang.srt.layers.cyc_a import A\nclass B(A):\n    pass\n")
+    add_model(tree, "tiny", tiny("from sglang.srt.layers.cyc_b import B", "self.b = B()"))
+    r = analyse(tree, "tiny", tmp_path)
+    assert r.code == 0, r.err
+    kinds = {w["kind"] for w in r.json("sglang_implementation.json")["warnings"]}
+    assert "mro-error" in kinds
+
+
+def test_constructors_that_build_each_other(tree, tmp_path):
+    layers = tree / "sglang" / "srt" / "layers"
+    (layers / "ping.py").write_text(textwrap.dedent("""
+        from torch import nn
+
+        class Ping(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.pong = Pong()
+
+        class Pong(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.ping = Ping()
+    """))
+    add_model(tree, "tiny", tiny("from sglang.srt.layers.ping import Ping", "self.ping = Ping()"))
+    r = analyse(tree, "tiny", tmp_path)
+    assert r.code == 0, r.err
+    kinds = {w["kind"] for w in r.json("sglang_implementation.json")["warnings"]}
+    assert kinds & {"recursion-limit", "budget-exhausted"}
+
+
+def test_3000_deep_expression(tree, tmp_path):
+    deep = "1" + " + 1" * 3000
+    parens = "(" * 3000 + "1" + ")" * 3000
+    layers = tree / "sglang" / "srt" / "layers"
+    (layers / "deep.py").write_text(f"DEEP = {deep}\n")
+    (layers / "parens.py").write_text(f"P = {parens}\n")
+    add_model(tree, "tiny", tiny("from sglang.srt.layers.deep import DEEP\nfrom sglang.srt.layers.parens import P",
+                                 "self.d = DEEP + P"))
+    r = analyse(tree, "tiny", tmp_path)
+    assert r.code == 0, r.err
+
+
+def test_symlink_loops_in_the_tree(tree, tmp_path):
+    layers = tree / "sglang" / "srt" / "layers"
+    os.symlink(layers, layers / "loop")
+    os.symlink(tree / "sglang" / "srt" / "models", tree / "sglang" / "srt" / "models" / "again")
+    r = analyse(tree, "llama", tmp_path)
+    assert r.code == 0, r.err
+
+
+def test_nothing_from_the_tree_is_executed(tree, tmp_path):
+    marker = tmp_path / "EXECUTED"
+    code = MARKER_CODE.format(marker=str(marker))
+    for rel in ("__init__.py", "srt/__init__.py", "srt/layers/layernorm.py", "srt/models/llama.py",
+                "srt/configs/__init__.py", "version.py"):
+        p = tree / "sglang" / rel
+        p.write_text(code + (p.read_text() if p.exists() else ""))
+    add_model(tree, "evil", code + tiny())
+    (tree / "setup.py").write_text(code)
+    (tree / "sitecustomize.py").write_text(code)
+    for model in ("llama", "evil"):
+        r = analyse(tree, model, tmp_path)
+        assert r.code == 0, r.err
+    r = run_cli("--list", "--sglang-path", str(tree), "--quiet")
+    assert r.code == 0
+    assert not marker.exists()
+    assert "sglang" not in {m.split(".")[0] for m in sys.modules if m.startswith("sglang.")}
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('{"hidden_size": 4096, "num_attention_heads": 0}', "must be positive"),
+    ('{"hidden_size": true}', "must be an integer"),
+    ('{"architectures": "LlamaForCausalLM"}', "'architectures' must be a list"),
+    ('{"quantization_config": [1]}', "'quantization_config' must be an object"),
+    ('{"quantization_config": {"quant_method": "fp8", "weight_block_size": [128, -1]}}', "weight_block_size"),
+    ('"just a string"', "expected a JSON object"),
+    ('null', "expected a JSON object"),
+    ('{"a": ' * 20000 + "1" + "}" * 20000, "nested too deeply"),
+])
+def test_hostile_configs(release, tmp_path, content, needle):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(content)
+    r = run_cli("--model-name", "llama", "--config", str(cfg), "--sglang-path", str(release("0.4.6")),
+                "--cache-dir", str(tmp_path / "c"), output_dir=tmp_path / "out")
+    assert r.code == 2, r.err
+    assert needle in r.err and "Traceback" not in r.err
+
+
+def test_huge_config_is_refused_without_reading_it_all(release, tmp_path):
+    cfg = tmp_path / "config.json"
+    with cfg.open("w") as fh:
+        fh.write('{"pad": "')
+        fh.write("x" * (9 * 1024 * 1024))
+        fh.write('"}')
+    r = run_cli("--model-name", "llama", "--config", str(cfg), "--sglang-path", str(release("0.4.6")),
+                output_dir=tmp_path / "out")
+    assert r.code == 2 and "too large" in r.err
+
+
+def test_config_missing_fields_stays_symbolic(release, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2}))
+    r = run_cli("--model-name", "llama", "--config", str(cfg), "--sglang-path", str(release("0.4.6")),
+                "--cache-dir", str(tmp_path / "c"), output_dir=tmp_path / "out")
+    assert r.code == 0, r.err
+    calls = r.json("kernel_calls.json")
+    norms = [k for k in calls if k["op_type"] == "rmsnorm"]
+    assert norms and all(not k["concrete"] and "{" in k["flashinfer_equivalent"] for k in norms)
+    warnings = r.json("sglang_implementation.json")["warnings"]
+    assert any("hidden_size" in w["message"] for w in warnings)
+
+
+def test_output_inside_the_sglang_tree_is_refused(tree, tmp_path):
+    r = run_cli("--model-name", "llama", "--sglang-path", str(tree),
+                "--output-dir", str(tree / "sglang" / "srt" / "out"))
+    assert r.code == 6 and "inside the SGLang tree" in r.err
+
+
+def test_unwritable_output_is_refused(release, tmp_path, monkeypatch):
+    import sglang_baseline.cli as cli
+
+    monkeypatch.setattr(cli.os, "access", lambda *a, **k: False)
+    r = run_cli("--model-name", "llama", "--sglang-path", str(release("0.4.6")),
+                "--output-dir", str(tmp_path / "out"))
+    assert r.code == 6 and "not writable" in r.err
+
+
+def test_foreign_code_snippets_folder_is_not_replaced(release, tmp_path):
+    out = tmp_path / "out"
+    (out / "code_snippets").mkdir(parents=True)
+    (out / "code_snippets" / "mine.py").write_text("keep me")
+    r = run_cli("--model-name", "llama", "--sglang-path", str(release("0.4.6")), "--cache-dir",
+                str(tmp_path / "c"), output_dir=out)
+    assert r.code == 6
+    assert (out / "code_snippets" / "mine.py").read_text() == "keep me"
