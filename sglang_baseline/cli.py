@@ -189,6 +189,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be 0 (all cores) or positive")
     if args.config_dir is not None and not args.all:
         raise UsageError("--config-dir goes with --all")
+    for flag, path in (("--definitions-dir", args.definitions_dir), ("--trace-dump-dir", args.trace_dump_dir),
+                       ("--flashinfer-path", args.flashinfer_path), ("--config-dir", args.config_dir)):
+        if path is not None and not path.is_dir():
+            raise UsageError(f"{flag} {path} is not a folder")
+    if args.flashinfer_path is not None:
+        from .coverage import _flashinfer_package
+
+        if _flashinfer_package(args.flashinfer_path) is None:
+            raise UsageError(f"--flashinfer-path {args.flashinfer_path}: no flashinfer package "
+                             f"(flashinfer/__init__.py) found there")
     cache_dir = args.cache_dir or default_cache_dir()
     cache = None if args.no_cache else ParseCache(cache_dir)
 
