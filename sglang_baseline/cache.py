@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .fsutil import run_detached
+
 CACHE_FORMAT = 1
 
 
@@ -24,11 +26,13 @@ def default_cache_dir() -> Path:
 
 
 class ParseCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, defer_writes: bool = False) -> None:
         self.dir = root / f"ast-py{sys.version_info.major}{sys.version_info.minor}-v{CACHE_FORMAT}"
         self.hits = 0
         self.misses = 0
         self.writable = True
+        self.defer_writes = defer_writes
+        self._pending: list[tuple[str, ast.Module]] = []
 
     def _path(self, digest: str) -> Path:
         return self.dir / digest[:2] / f"{digest}.pickle"
@@ -54,6 +58,27 @@ class ParseCache:
 
     def put(self, digest: str, tree: ast.Module) -> None:
         if not digest or not self.writable:
+            return
+        if self.defer_writes:
+            self._pending.append((digest, tree))
+            return
+        self._write(digest, tree)
+
+    def flush(self, background: bool = False) -> None:
+        """Write deferred entries; with ``background``, from a detached process when the platform can fork."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+
+        def work() -> None:
+            for digest, tree in pending:
+                self._write(digest, tree)
+
+        if not (background and run_detached(work)):
+            work()
+
+    def _write(self, digest: str, tree: ast.Module) -> None:
+        if not self.writable:
             return
         p = self._path(digest)
         try:

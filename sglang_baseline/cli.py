@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--flashinfer-path {args.flashinfer_path}: no flashinfer package "
                              f"(flashinfer/__init__.py) found there")
     cache_dir = args.cache_dir or default_cache_dir()
-    cache = None if args.no_cache else ParseCache(cache_dir)
+    cache = None if args.no_cache else ParseCache(cache_dir, defer_writes=True)
 
     from .source import SGLANG_URL, prepare_source
 
@@ -262,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
         results.store(key, dict(a.index.files_read), files, line)
     if not args.quiet:
         print(line)
+    if cache is not None:
+        cache.flush(background=True)
     return EXIT_OK
 
 

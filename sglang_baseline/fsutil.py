@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 OWNED_FILES = ("sglang_implementation.json", "kernel_calls.json", "model_definition.json", "model_config.json",
@@ -36,6 +40,37 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def run_detached(work: Callable[[], None]) -> bool:
+    """Run ``work`` in a detached grandchild process (its stdio on /dev/null) and return at once.
+
+    False when the platform cannot fork; the caller then does the work itself.  The
+    grandchild is re-parented, so nothing waits for it and no zombie is left behind.
+    """
+    if not hasattr(os, "fork"):
+        return False
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid:
+        os.waitpid(pid, 0)
+        return True
+    try:  # the child: fork the worker and leave
+        try:
+            if os.fork():
+                os._exit(0)
+        except OSError:
+            pass  # no grandchild: do the work here
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        work()
+    finally:
+        os._exit(0)
+
+
 def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
     """Write an analysis's files: each top-level file atomically, code_snippets/ as one folder swap.
 
@@ -45,6 +80,9 @@ def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
     """
     from .errors import OutputError
 
+    digest = _set_digest(files)
+    if _unchanged(output_dir, files, digest):
+        return
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / SNIPPETS
     if final.exists() and not (final / MARKER).is_file() and any(final.iterdir()):
@@ -74,3 +112,53 @@ def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
     # the summary last: an agent that sees it can read everything else
     if "summary.md" in files:
         write_atomic(output_dir / "summary.md", files["summary.md"])
+    _record(output_dir, files, digest)
+
+
+# The folder's own marker records what was written (a digest of the whole set, and each
+# file's size and times), so that rewriting an identical set can be skipped: a warm
+# ``--all`` would otherwise rewrite ~19,000 unchanged snippet files.
+
+def _set_digest(files: dict[str, str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for rel in sorted(files):
+        h.update(rel.encode())
+        h.update(b"\0")
+        h.update(files[rel].encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _record(output_dir: Path, files: dict[str, str], digest: str) -> None:
+    try:
+        stamps = {rel: _stamp(os.stat(output_dir / rel)) for rel in files}
+    except OSError:
+        return
+    state = {"note": "written by sglang-baseline; replaced on every run", "digest": digest, "files": stamps}
+    try:
+        write_atomic(output_dir / MARKER, json.dumps(state, sort_keys=True) + "\n")
+    except OSError:
+        pass
+
+
+def _unchanged(output_dir: Path, files: dict[str, str], digest: str) -> bool:
+    """True when the folder holds exactly this set, untouched since this tool wrote it."""
+    try:
+        state = json.loads((output_dir / MARKER).read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or state.get("digest") != digest:
+            return False
+        recorded = state.get("files")
+        if not isinstance(recorded, dict) or set(recorded) != set(files):
+            return False
+        for rel, stamp in recorded.items():
+            if _stamp(os.stat(output_dir / rel)) != stamp:
+                return False
+        present = {f"{SNIPPETS}/{p.relative_to(output_dir / SNIPPETS).as_posix()}"
+                   for p in (output_dir / SNIPPETS).rglob("*") if not p.is_dir()}
+    except (OSError, ValueError):
+        return False
+    return present == {rel for rel in files if rel.startswith(SNIPPETS + "/")}

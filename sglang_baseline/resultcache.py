@@ -28,7 +28,7 @@ def _digest_bytes(data: bytes) -> str:
 
 
 _CATALOG_DIGEST: list[str] = []
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def catalog_digest() -> str:
@@ -46,7 +46,11 @@ def catalog_digest() -> str:
 
 
 def models_stamp(srt: Path) -> str:
-    """Names, sizes and modification times of models/*.py (what discovery reads)."""
+    """Names, sizes and change times of models/*.py (what discovery reads).
+
+    The inode change time is included because ``touch``/``utime`` can restore a
+    modification time after an edit, but nothing restores ``st_ctime``.
+    """
     h = hashlib.blake2b(digest_size=16)
     models = srt / "models"
     try:
@@ -59,14 +63,14 @@ def models_stamp(srt: Path) -> str:
                 st = e.stat()
             except OSError:
                 continue
-            h.update(f"{e.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+            h.update(f"{e.name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns};".encode())
     return h.hexdigest()
 
 
 class ResultCache:
     def __init__(self, root: Path) -> None:
         self.dir = root / f"results-v{FORMAT}"
-        self._seen: dict[tuple[str, int, int], str] = _DIGESTS
+        self._seen: dict[tuple[str, int, int, int, int], str] = _DIGESTS
 
     def key(self, material: dict[str, Any]) -> str:
         material = dict(material, tool=__version__, python=sys.version_info[:2], catalog=catalog_digest())
@@ -90,9 +94,9 @@ class ResultCache:
         return entry
 
     def _digest(self, path: Path) -> str:
-        """Content digest, computed once per file (and size/mtime) in this process."""
+        """Content digest, computed once per file state (size, mtime, ctime, inode) in this process."""
         st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns)
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         got = self._seen.get(key)
         if got is None:
             got = _digest_bytes(path.read_bytes())

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,3 +104,11 @@ def analysed(tmp_path_factory):
         return _ANALYSES[key]
 
     return go
+
+
+@pytest.fixture
+def tree(tmp_path, release) -> Path:
+    """A copy of SGLang 0.4.6 that a test may edit."""
+    root = tmp_path / "tree"
+    shutil.copytree(release("0.4.6") / "sglang", root / "sglang")
+    return root

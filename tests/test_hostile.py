@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -14,14 +13,6 @@ import pytest
 from .conftest import run_cli
 
 MARKER_CODE = "open({marker!r}, 'w').write('executed')\n"
-
-
-@pytest.fixture
-def tree(tmp_path, release) -> Path:
-    """A copy of SGLang 0.4.6 that a test may edit."""
-    root = tmp_path / "tree"
-    shutil.copytree(release("0.4.6") / "sglang", root / "sglang")
-    return root
 
 
 def add_model(root: Path, name: str, body: str) -> Path:

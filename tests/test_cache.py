@@ -1,0 +1,106 @@
+"""The parse cache and the result cache: keyed by content, shared safely, never stale."""
+
+from __future__ import annotations
+
+import ast
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+from sglang_baseline.cache import ParseCache
+
+from .conftest import run_cli
+from .test_hostile import add_model, tiny
+
+
+def _entries(cache: ParseCache) -> list[Path]:
+    return sorted(cache.dir.rglob("*.pickle")) if cache.dir.exists() else []
+
+
+def test_entries_round_trip_and_unknown_digests_miss(tmp_path):
+    cache = ParseCache(tmp_path)
+    tree = ast.parse("x = 1\n")
+    cache.put("ab" * 16, tree)
+    got = cache.get("ab" * 16)
+    assert isinstance(got, ast.Module) and ast.dump(got) == ast.dump(tree)
+    assert cache.get("cd" * 16) is None
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_damaged_entry_is_a_miss(tmp_path):
+    cache = ParseCache(tmp_path)
+    cache.put("ab" * 16, ast.parse("x = 1\n"))
+    _entries(cache)[0].write_bytes(b"not a pickle")
+    assert cache.get("ab" * 16) is None
+    _entries(cache)[0].write_bytes(__import__("pickle").dumps(["not", "an", "ast"]))
+    assert cache.get("ab" * 16) is None
+
+
+def test_deferred_writes_land_on_flush_and_in_the_background(tmp_path):
+    cache = ParseCache(tmp_path / "a", defer_writes=True)
+    cache.put("ab" * 16, ast.parse("x = 1\n"))
+    assert _entries(cache) == []
+    cache.flush()
+    assert len(_entries(cache)) == 1
+
+    bg = ParseCache(tmp_path / "b", defer_writes=True)
+    for i in range(5):
+        bg.put(f"{i:02d}" * 16, ast.parse(f"x = {i}\n"))
+    bg.flush(background=True)
+    deadline = time.monotonic() + 30
+    while len(_entries(bg)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_entries(bg)) == 5
+    assert ast.dump(ParseCache(tmp_path / "b").get("03" * 16)) == ast.dump(ast.parse("x = 3\n"))
+
+
+def _hammer(root: str, seed: int) -> int:
+    cache = ParseCache(Path(root))
+    bad = 0
+    for i in range(60):
+        digest = f"{(i + seed) % 12:02d}" * 16
+        cache.put(digest, ast.parse(f"value = {(i + seed) % 12}\n" * 50))
+        got = cache.get(f"{(i * 7) % 12:02d}" * 16)
+        if got is not None and ast.dump(got) != ast.dump(ast.parse(f"value = {(i * 7) % 12}\n" * 50)):
+            bad += 1
+    return bad
+
+
+def test_two_processes_sharing_the_cache_never_read_half_an_entry(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        bad = pool.starmap(_hammer, [(str(tmp_path), 0), (str(tmp_path), 5)])
+    assert bad == [0, 0]
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_an_edited_file_is_never_served_from_either_cache(tree, tmp_path):
+    """Same size, same modification time, other content: both caches must notice."""
+    helper = tree / "sglang" / "srt" / "layers" / "tiny_width.py"
+    helper.write_text("WIDTH = 2\n")
+    add_model(tree, "tiny", tiny(imports="from sglang.srt.layers.tiny_width import WIDTH",
+                                 body="self.wide = RMSNorm(config.hidden_size * WIDTH)"))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"architectures": ["TinyForCausalLM"], "model_type": "tiny", "hidden_size": 64,
+                                  "num_hidden_layers": 1, "rms_norm_eps": 1e-6}))
+
+    def names() -> tuple[set[str], str]:
+        r = run_cli("--model-name", "tiny", "--sglang-path", str(tree), "--config", str(config),
+                    "--cache-dir", str(tmp_path / "cache"), output_dir=tmp_path / "out")
+        assert r.code == 0, r.err
+        calls = json.loads((tmp_path / "out" / "kernel_calls.json").read_text())
+        return {c["flashinfer_equivalent"] for c in calls}, r.err
+
+    first, _ = names()
+    assert {"rmsnorm_h64", "rmsnorm_h128"} <= first
+    again, err = names()
+    assert again == first and "result cache" in err
+
+    st = helper.stat()
+    helper.write_text("WIDTH = 3\n")
+    os.utime(helper, ns=(st.st_atime_ns, st.st_mtime_ns))
+    edited, err = names()
+    assert "result cache" not in err
+    assert "rmsnorm_h192" in edited and "rmsnorm_h128" not in edited
