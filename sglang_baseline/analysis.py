@@ -25,7 +25,7 @@ from .errors import ModelSourceError
 from .evaluate import BudgetExhausted, Interpreter, evaluate_expression
 from .forward import Call, ForwardPath, ForwardReader, kernel_rank
 from .hfconfig import ModelConfig
-from .index import ClassSym, Index, SourceTree, iter_python_files
+from .index import ClassSym, Index, SourceTree, iter_python_files, register_node_cache
 from .runtime import Layout, Runtime, build_config_object, config_classes
 from .source import SourceInfo
 from .structure import Node, TreeBuilder
@@ -264,7 +264,7 @@ def _class_calls(a: Analysis, lr: LayoutResult, classes: list[str], methods: lis
             continue
         for m in methods:
             key = (cls.dotted, m)
-            shared = (id(a.index), cls.dotted, m)  # backend and sampler paths do not depend on the model
+            shared = (a.index.serial, cls.dotted, m)  # backend and sampler paths do not depend on the model
             if key not in cache:
                 if shared in _CLASS_CALLS:
                     cache[key] = _CLASS_CALLS[shared]
@@ -278,15 +278,15 @@ def _class_calls(a: Analysis, lr: LayoutResult, classes: list[str], methods: lis
     return out
 
 
-_CLASS_CALLS: dict[tuple[int, str, str], list[Call]] = {}
+_CLASS_CALLS: dict[tuple[int, str, str], list[Call]] = register_node_cache({})
 _CLASS_HOMES = ("sglang.srt.layers", "sglang.srt.layers.attention", "sglang.srt.layers.attention.linear",
                 "sglang.srt.layers.attention.nsa", "sglang.srt.layers.attention.dsa")
 
 
 def find_class(index: Index, name: str) -> ClassSym | None:
     """A class by simple name: the usual homes first, then every file under layers/."""
-    cached = _FOUND.get((id(index), name))
-    if cached is not None or (id(index), name) in _FOUND:
+    cached = _FOUND.get((index.serial, name))
+    if cached is not None or (index.serial, name) in _FOUND:
         return cached
     result = None
     srt = index.tree.srt
@@ -302,11 +302,11 @@ def find_class(index: Index, name: str) -> ClassSym | None:
             if mod is not None and name in mod.defs and isinstance(mod.defs[name], ast.ClassDef):
                 result = ClassSym(mod.name, name)
                 break
-    _FOUND[(id(index), name)] = result
+    _FOUND[(index.serial, name)] = result
     return result
 
 
-_FOUND: dict[tuple[int, str], ClassSym | None] = {}
+_FOUND: dict[tuple[int, str], ClassSym | None] = register_node_cache({})
 
 
 def model_file_for_github(rel: str) -> str:

@@ -48,6 +48,10 @@ from .values import (
 )
 
 MAX_DEPTH = 48  # interpreted call depth
+# One function active this many times at once: recursion over unknown values (a walk of
+# ``getattr(cfg, "text_config", None)`` on a symbolic config never bottoms out and fans out
+# exponentially); real recursion in constructors is shallow.
+MAX_RECURSION = 4
 MAX_EXPR_DEPTH = 150  # nested expression depth
 MAX_LOOP = 2048  # iterations of one loop
 MAX_SEQ = 1 << 16  # length of lists built by `*`, range, ...
@@ -157,6 +161,7 @@ class Interpreter:
         self.deadline = time.perf_counter() + seconds
         self.steps = 0
         self.depth = 0
+        self._active: dict[tuple[str, int], int] = {}  # function body -> activations on the stack
         self.expr_depth = 0
         self.try_depth = 0
         self._module_values: dict[tuple[str, str], Any] = {}
@@ -1124,6 +1129,12 @@ class Interpreter:
         return self.run_body(clo.node.body, frame)
 
     def run_body(self, body: list[ast.stmt], frame: Frame) -> Any:
+        key = (frame.module.name, id(body))
+        active = self._active.get(key, 0)
+        if active >= MAX_RECURSION:
+            self.diag.add("recursion-limit", frame.module.rel, what=frame.name)
+            return Sym(f"{frame.name}(...)", "recursion")
+        self._active[key] = active + 1
         self.depth += 1
         try:
             try:
@@ -1140,6 +1151,7 @@ class Interpreter:
             return Sym(f"{frame.name}(...)", "recursion")
         finally:
             self.depth -= 1
+            self._active[key] = active
         return _merge_returns(frame.returns)
 
     # ---------------------------------------------------------------- classes

@@ -27,7 +27,7 @@ from typing import Any
 from .catalog import Catalog
 from .diagnostics import Diagnostics
 from .evaluate import BudgetExhausted, Frame, Interpreter, _Break, _Continue, _Raise, _Return, truth
-from .index import ClassSym, ExternalSym, FuncSym, Index, ModuleSym, ParsedModule, ValueSym
+from .index import ClassSym, ExternalSym, FuncSym, Index, ModuleSym, ParsedModule, ValueSym, register_node_cache
 from .values import Obj, Site, Sym
 
 MAX_FOLLOW = 2  # levels of helper functions followed to find kernels
@@ -574,10 +574,10 @@ _WRAPPER_TOKENS = [
 ]
 
 
-_TEXTS: dict[int, tuple[ast.AST, str]] = {}
+_TEXTS: dict[int, tuple[ast.AST, str]] = register_node_cache({})
 # per-node results shared by every reader in the process (nodes are kept alive by the index)
-_NODES: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = {}
-_SIMPLE: dict[int, tuple[ast.AST, bool]] = {}
+_NODES: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = register_node_cache({})
+_SIMPLE: dict[int, tuple[ast.AST, bool]] = register_node_cache({})
 
 
 def _test_text(test: ast.expr) -> str:

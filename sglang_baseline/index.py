@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
+import itertools
 import os
 import re
 import threading
@@ -27,6 +28,15 @@ MAX_FILE_BYTES = 4 * 1024 * 1024  # larger files are reported, not parsed
 INTERNAL_PACKAGES = ("sglang",)
 BUILTIN_NAMES = frozenset(dir(builtins))
 ENUM_BASES = ("Enum", "IntEnum", "StrEnum", "Flag", "IntFlag")
+_SERIALS = itertools.count()
+NODE_CACHES: list[dict] = []  # module-level caches that hold AST nodes: emptied when parsed files are dropped
+
+
+def register_node_cache(cache: dict) -> dict:
+    NODE_CACHES.append(cache)
+    return cache
+
+
 _TOP_DEF = re.compile(r"^(class|def|async def)\s+([A-Za-z_]\w*)", re.M)
 _TOP_ASSIGN = re.compile(r"^([A-Za-z_]\w*)\s*(?::[^=\n]*)?=[^=]", re.M)
 _TOP_IMPORT = re.compile(r"^from\s+\S+\s+import\s+(\([^)]*\)|[^\n]*)", re.M)
@@ -283,6 +293,7 @@ class Index:
     def __init__(self, tree: SourceTree, diagnostics: Diagnostics | None = None,
                  cache: object | None = None) -> None:
         self.tree = tree
+        self.serial = next(_SERIALS)  # a key for caches outside the index (an id() can be reused)
         self.diagnostics = diagnostics if diagnostics is not None else Diagnostics()
         self.cache = cache  # ParseCache-like: get(digest) / put(digest, tree)
         self._modules: dict[str, ParsedModule | None] = {}
@@ -305,7 +316,8 @@ class Index:
             self._texts.clear()
             self._top_defs.clear()
             self._guards.clear()
-            _MEMBERS.clear()
+            for cache in NODE_CACHES:
+                cache.clear()
         self.diagnostics = diagnostics
         self.files_read = {}
 
@@ -717,7 +729,7 @@ class Index:
         return out
 
 
-_MEMBERS: dict[int, tuple[ast.ClassDef, dict[str, ast.AST]]] = {}
+_MEMBERS: dict[int, tuple[ast.ClassDef, dict[str, ast.AST]]] = register_node_cache({})
 
 
 def class_member(node: ast.ClassDef, name: str) -> ast.AST | None:

@@ -96,6 +96,10 @@ class Runtime:
         if isinstance(callee, ClassSym) and name in rt.lazy_import_classes and len(args) >= 2 \
                 and isinstance(args[0], str) and isinstance(args[1], str):
             return (ExternalSym(f"{args[0]}.{args[1]}"),)
+        if isinstance(callee, (FuncSym, ClassSym)) and any(
+                callee.dotted == p or callee.module == p or callee.module.startswith(p + ".")
+                for p in rt.opaque_packages):
+            return (Sym(f"{name}(...)", "environment"),)
         if isinstance(callee, (FuncSym, ExternalSym, Sym)) or hasattr(callee, "func"):
             key = dotted if dotted in rt.functions else name
             if key in rt.functions:

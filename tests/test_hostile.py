@@ -120,6 +120,44 @@ def test_constructors_that_build_each_other(tree, tmp_path):
     assert kinds & {"recursion-limit", "budget-exhausted"}
 
 
+def test_environment_calls_are_not_interpreted(tree, tmp_path):
+    """Remote storage and the like are environment (catalog ``opaque_packages``): not walked into."""
+    helper = "def width():\n    return 96\n"
+    (tree / "sglang" / "srt" / "connector" / "sizes.py").write_text(helper)
+    (tree / "sglang" / "srt" / "layers" / "sizes.py").write_text(helper)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"architectures": ["TinyForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1}))
+
+    def names(package: str, out: str) -> set[str]:
+        add_model(tree, "tiny", tiny(f"from sglang.srt.{package}.sizes import width",
+                                     "self.extra = RMSNorm(width())"))
+        r = analyse(tree, "tiny", tmp_path / out, "--config", str(config))
+        assert r.code == 0, r.err
+        return {c["flashinfer_equivalent"] for c in r.json("kernel_calls.json")}
+
+    assert "rmsnorm_h96" in names("layers", "a")
+    assert not any(n.startswith("rmsnorm_h96") for n in names("connector", "b"))
+
+
+def test_recursive_walk_over_unknown_values_does_not_fan_out(tree, tmp_path):
+    """Each level of this walk is undecided (no config): 3 branches per level, unbounded depth."""
+    (tree / "sglang" / "srt" / "layers" / "walk.py").write_text(textwrap.dedent("""
+        def patch_all(config):
+            def _patch(cfg):
+                if cfg.has_children:
+                    _patch(cfg.text_config)
+                    _patch(cfg.vision_config)
+                    _patch(cfg.audio_config)
+            _patch(config)
+    """))
+    add_model(tree, "tiny", tiny("from sglang.srt.layers.walk import patch_all", "patch_all(config)"))
+    r = analyse(tree, "tiny", tmp_path)
+    assert r.code == 0, r.err
+    kinds = {w["kind"] for w in r.json("sglang_implementation.json")["warnings"]}
+    assert "budget-exhausted" not in kinds and "recursion-limit" in kinds
+    assert any(c["flashinfer_equivalent"].startswith("rmsnorm") for c in r.json("kernel_calls.json"))
+
+
 def test_3000_deep_expression(tree, tmp_path):
     deep = "1" + " + 1" * 3000
     parens = "(" * 3000 + "1" + ")" * 3000

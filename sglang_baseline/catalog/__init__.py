@@ -68,6 +68,11 @@ class RuntimeCatalog(_Model):
         default_factory=dict, description="attributes every transformers PretrainedConfig has, with their defaults")
     module_methods: dict[str, str] = Field(
         default_factory=dict, description="torch.nn.Module methods -> value (tensors are not modelled)")
+    opaque_packages: list[str] = Field(
+        default_factory=list,
+        description="SGLang packages (or single dotted classes/functions) that are environment, not model "
+                    "structure (remote storage, JIT compilation, the server's ModelConfig): calls into them give "
+                    "an unknown value instead of being interpreted")
 
 
 # ----------------------------------------------------------------------------- layers
