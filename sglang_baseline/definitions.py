@@ -17,7 +17,7 @@ from .catalog import Catalog, DefinitionRule, LayerRule
 from .diagnostics import Diagnostics
 from .evaluate import Interpreter, evaluate_expression, truth
 from .forward import Call, ForwardReader
-from .index import ClassSym, ExternalSym, Index
+from .index import ClassSym, ExternalSym, Index, register_node_cache
 from .runtime import Layout
 from .structure import Node
 from .values import EnumMember, HostFunction, Obj, Sym, expr_of, is_known
@@ -421,13 +421,23 @@ def _truthy(v: Any) -> bool:
     return truth(v) is True
 
 
+_MLA_ARCHS: dict[int, tuple[ast.AST, list[str]]] = register_node_cache({})
+
+
 def mla_architectures(index: Index) -> list[str]:
     """Architectures SGLang's model config marks as MLA (read from configs/model_config.py)."""
     mod = index.module("sglang.srt.configs.model_config")
     if mod is None or mod.tree is None:
         return []
+    got = _MLA_ARCHS.get(id(mod.tree))
+    if got is None:
+        got = _MLA_ARCHS[id(mod.tree)] = (mod.tree, _mla_architectures(mod.tree))
+    return list(got[1])
+
+
+def _mla_architectures(tree: ast.AST) -> list[str]:
     found: set[str] = set()
-    for node in ast.walk(mod.tree):
+    for node in ast.walk(tree):
         if not isinstance(node, ast.If):
             continue
         sets_mla = any(

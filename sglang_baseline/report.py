@@ -9,13 +9,13 @@ alone.  Ordering is stable, so two runs diff cleanly.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import pydantic_core
 
 from . import __version__
 from .analysis import Analysis, LayoutResult, find_class, model_file_for_github, read_snippet
@@ -379,7 +379,9 @@ def build_model_definition(impl: Implementation) -> dict[str, Any]:
 
 
 def _dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    # pydantic-core's serializer: the same layout as json.dumps(indent=2, ensure_ascii=False),
+    # several times faster (floats are written shortest-form: 1e-6, not 1e-06)
+    return pydantic_core.to_json(obj, indent=2).decode("utf-8") + "\n"
 
 
 _ENV: list[jinja2.Environment] = []
