@@ -234,8 +234,8 @@ def run(args: argparse.Namespace) -> int:
     results, key = _result_cache(args, cache_dir, source, config)
     if results is not None:
         entry = results.lookup(key, source.srt, source.root)
-        if entry is not None:
-            _write(write_output_set, args.output_dir, entry["outputs"])
+        if entry is not None and results.restore(key, entry, args.output_dir,
+                                                 lambda d, f: _write(write_output_set, d, f)):
             report("unchanged sources, config and arguments: outputs from the result cache")
             if not args.quiet:
                 print(entry["line"])

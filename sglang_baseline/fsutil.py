@@ -80,8 +80,8 @@ def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
     """
     from .errors import OutputError
 
-    digest = _set_digest(files)
-    if _unchanged(output_dir, files, digest):
+    digest = output_set_digest(files)
+    if is_current(output_dir, digest):
         return
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / SNIPPETS
@@ -119,7 +119,7 @@ def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
 # file's size and times), so that rewriting an identical set can be skipped: a warm
 # ``--all`` would otherwise rewrite ~19,000 unchanged snippet files.
 
-def _set_digest(files: dict[str, str]) -> str:
+def output_set_digest(files: dict[str, str]) -> str:
     h = hashlib.blake2b(digest_size=16)
     for rel in sorted(files):
         h.update(rel.encode())
@@ -145,14 +145,14 @@ def _record(output_dir: Path, files: dict[str, str], digest: str) -> None:
         pass
 
 
-def _unchanged(output_dir: Path, files: dict[str, str], digest: str) -> bool:
-    """True when the folder holds exactly this set, untouched since this tool wrote it."""
+def is_current(output_dir: Path, digest: str) -> bool:
+    """True when the folder holds exactly the set with this digest, untouched since this tool wrote it."""
     try:
         state = json.loads((output_dir / MARKER).read_text(encoding="utf-8"))
         if not isinstance(state, dict) or state.get("digest") != digest:
             return False
         recorded = state.get("files")
-        if not isinstance(recorded, dict) or set(recorded) != set(files):
+        if not isinstance(recorded, dict):
             return False
         for rel, stamp in recorded.items():
             if _stamp(os.stat(output_dir / rel)) != stamp:
@@ -161,4 +161,4 @@ def _unchanged(output_dir: Path, files: dict[str, str], digest: str) -> bool:
                    for p in (output_dir / SNIPPETS).rglob("*") if not p.is_dir()}
     except (OSError, ValueError):
         return False
-    return present == {rel for rel in files if rel.startswith(SNIPPETS + "/")}
+    return present == {rel for rel in recorded if rel.startswith(SNIPPETS + "/")}

@@ -6,6 +6,10 @@ of model files (names, sizes, modification times: what model discovery reads).  
 entry records the content digest of every source file the analysis read; it is used
 only if each of those files still has that content, so an edited file is never served
 stale.  Entries are written atomically; a damaged entry is a miss.
+
+An entry is two files: a small head (file digests, the summary line, the digest of
+the outputs) and the outputs themselves, read only when the output folder does not
+already hold them, so a warm ``--all`` reads a few kilobytes per model.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .fsutil import write_atomic
+from .fsutil import is_current, output_set_digest, write_atomic
 
-FORMAT = 1
+FORMAT = 2
 
 
 def _digest_bytes(data: bytes) -> str:
@@ -76,13 +80,18 @@ class ResultCache:
         material = dict(material, tool=__version__, python=sys.version_info[:2], catalog=catalog_digest())
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        folder = self.dir / key[:2]
+        return folder / f"{key}.json", folder / f"{key}.outputs.json"
+
     def lookup(self, key: str, srt: Path, root: Path) -> dict[str, Any] | None:
-        p = self.dir / key[:2] / f"{key}.json"
+        p = self._paths(key)[0]
         try:
             entry = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(entry, dict) or entry.get("format") != FORMAT:
+        if not isinstance(entry, dict) or entry.get("format") != FORMAT or \
+                not isinstance(entry.get("outputs_digest"), str):
             return None
         for rel, digest in entry.get("files", {}).items():
             path = srt / rel if not rel.startswith("sglang/") else root / rel
@@ -103,10 +112,28 @@ class ResultCache:
             self._seen[key] = got
         return got
 
+    def restore(self, key: str, entry: dict[str, Any], output_dir: Path, write) -> bool:
+        """Make ``output_dir`` hold the entry's outputs (``write(output_dir, files)`` only if it does
+        not already); False when the stored outputs are missing or damaged."""
+        if is_current(output_dir, entry["outputs_digest"]):
+            return True
+        try:
+            files = json.loads(self._paths(key)[1].read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()) \
+                or output_set_digest(files) != entry["outputs_digest"]:
+            return False
+        write(output_dir, files)
+        return True
+
     def store(self, key: str, files_read: dict[str, str], outputs: dict[str, str], line: str,
               extra: dict[str, Any] | None = None) -> None:
-        entry = {"format": FORMAT, "files": files_read, "outputs": outputs, "line": line, **(extra or {})}
-        try:
-            write_atomic(self.dir / key[:2] / f"{key}.json", json.dumps(entry))
+        entry = {"format": FORMAT, "files": files_read, "outputs_digest": output_set_digest(outputs), "line": line,
+                 **(extra or {})}
+        head, body = self._paths(key)
+        try:  # the outputs first: a head is never visible without them
+            write_atomic(body, json.dumps(outputs))
+            write_atomic(head, json.dumps(entry))
         except OSError:
             pass  # a read-only cache only costs speed

@@ -110,8 +110,7 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
                 "source": [source.kind, str(source.root), source.version, source.commit],
                 "models": _STATE["models_stamp"]})
             entry = results.lookup(key, source.srt, source.root)
-            if entry is not None:
-                write_output_set(out_dir, entry["outputs"])
+            if entry is not None and results.restore(key, entry, out_dir, write_output_set):
                 row = Row(**entry["row"])
                 row.seconds = round(time.perf_counter() - t0, 3)
                 return asdict(row)

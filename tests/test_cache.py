@@ -6,6 +6,7 @@ import ast
 import json
 import multiprocessing
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -104,3 +105,26 @@ def test_an_edited_file_is_never_served_from_either_cache(tree, tmp_path):
     edited, err = names()
     assert "result cache" not in err
     assert "rmsnorm_h192" in edited and "rmsnorm_h128" not in edited
+
+
+def test_result_cache_restores_a_deleted_folder_and_survives_damage(tree, tmp_path):
+    add_model(tree, "tiny", tiny())
+    out = tmp_path / "out"
+
+    def run():
+        r = run_cli("--model-name", "tiny", "--sglang-path", str(tree), "--cache-dir", str(tmp_path / "cache"),
+                    output_dir=out)
+        assert r.code == 0, r.err
+        return r.err
+
+    run()
+    expected = (out / "kernel_calls.json").read_text()
+    shutil.rmtree(out)
+    assert "result cache" in run()
+    assert (out / "kernel_calls.json").read_text() == expected and (out / "summary.md").is_file()
+
+    for body in (tmp_path / "cache").rglob("*.outputs.json"):
+        body.write_text('{"kernel_calls.json": "damaged"}')
+    shutil.rmtree(out)
+    assert "result cache" not in run()  # the damaged entry is a miss: analysed again
+    assert (out / "kernel_calls.json").read_text() == expected
