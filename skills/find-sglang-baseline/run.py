@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 try:
-    from sglang_baseline.cli import main
+    from sglang_baseline.cli import entry
 except ImportError:  # running from a checkout without `pip install`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from sglang_baseline.cli import main
+    from sglang_baseline.cli import entry
 
-sys.exit(main())
+entry()
