@@ -113,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--definitions-dir", type=Path, help="a flashinfer-trace definitions/ folder: mark names existing or new")
     p.add_argument("--flashinfer-path", type=Path, help="FlashInfer source tree or installed package: classify new names")
     p.add_argument("--trace-dump-dir", type=Path, help="Definition JSON files from FLASHINFER_TRACE_DUMP=1 on a GPU")
-    p.add_argument("--cache-dir", type=Path, help="cache for parsed files and PyPI downloads "
+    p.add_argument("--cache-dir", type=Path, help="cache for parsed files, finished results and PyPI downloads "
                                                   "(default $XDG_CACHE_HOME/sglang-baseline)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the parse cache")
+    p.add_argument("--no-cache", action="store_true",
+                   help="analyse afresh: do not read or write the parse and result caches")
     p.add_argument("--schema", action="store_true", help="print the JSON Schemas of the outputs and exit")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
