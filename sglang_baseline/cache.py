@@ -12,10 +12,9 @@ import ast
 import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 
-from .fsutil import run_detached
+from .fsutil import run_detached, write_atomic
 
 CACHE_FORMAT = 1
 
@@ -80,19 +79,7 @@ class ParseCache:
     def _write(self, digest: str, tree: ast.Module) -> None:
         if not self.writable:
             return
-        p = self._path(digest)
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=str(p.parent))
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    pickle.dump(tree, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                os.replace(tmp, p)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            write_atomic(self._path(digest), pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, RecursionError, pickle.PicklingError):
             self.writable = False  # read-only or full disk: keep working without writing

@@ -74,7 +74,7 @@ def test_two_processes_sharing_the_cache_never_read_half_an_entry(tmp_path):
     with ctx.Pool(2) as pool:
         bad = pool.starmap(_hammer, [(str(tmp_path), 0), (str(tmp_path), 5)])
     assert bad == [0, 0]
-    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_an_edited_file_is_never_served_from_either_cache(tree, tmp_path):
