@@ -54,6 +54,12 @@ class Runtime:
     layers_total: int = 0
     dedupe_fallbacks: int = 0
 
+    def __post_init__(self) -> None:
+        # calls are checked against these on every interpreted call: precompute them
+        opaque = self.catalog.runtime.opaque_packages
+        self._opaque_exact = frozenset(opaque)
+        self._opaque_prefixes = tuple(p + "." for p in opaque)
+
     # ------------------------------------------------------------ values
 
     @property
@@ -96,9 +102,8 @@ class Runtime:
         if isinstance(callee, ClassSym) and name in rt.lazy_import_classes and len(args) >= 2 \
                 and isinstance(args[0], str) and isinstance(args[1], str):
             return (ExternalSym(f"{args[0]}.{args[1]}"),)
-        if isinstance(callee, (FuncSym, ClassSym)) and any(
-                callee.dotted == p or callee.module == p or callee.module.startswith(p + ".")
-                for p in rt.opaque_packages):
+        if isinstance(callee, (FuncSym, ClassSym)) and (
+                callee.dotted in self._opaque_exact or f"{callee.module}.".startswith(self._opaque_prefixes)):
             return (Sym(f"{name}(...)", "environment"),)
         if isinstance(callee, (FuncSym, ExternalSym, Sym)) or hasattr(callee, "func"):
             key = dotted if dotted in rt.functions else name
