@@ -211,9 +211,9 @@ def run(args: argparse.Namespace) -> int:
         if path is not None and not path.is_dir():
             raise UsageError(f"{flag} {path} is not a folder")
     if args.flashinfer_path is not None:
-        from .coverage import _flashinfer_package
+        from .coverage import flashinfer_package
 
-        if _flashinfer_package(args.flashinfer_path) is None:
+        if flashinfer_package(args.flashinfer_path) is None:
             raise UsageError(f"--flashinfer-path {args.flashinfer_path}: no flashinfer package "
                              f"(flashinfer/__init__.py) found there")
     cache_dir = args.cache_dir or default_cache_dir()

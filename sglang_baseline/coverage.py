@@ -65,7 +65,7 @@ _DECO_RE = re.compile(r"@flashinfer_(?:experimental_)?api\s*\(([^)]*)\)\s*\n(?:[
 
 
 def index_flashinfer(path: Path) -> FlashInferIndex:
-    pkg = _flashinfer_package(path)
+    pkg = flashinfer_package(path)
     if pkg is None:
         raise UsageError(f"--flashinfer-path {path}: no flashinfer package (flashinfer/__init__.py) found there")
     idx = FlashInferIndex(root=pkg)
@@ -93,7 +93,7 @@ def index_flashinfer(path: Path) -> FlashInferIndex:
     return idx
 
 
-def _flashinfer_package(path: Path) -> Path | None:
+def flashinfer_package(path: Path) -> Path | None:
     for c in (path, path / "flashinfer", path / "python" / "flashinfer"):
         if (c / "__init__.py").is_file() and c.name == "flashinfer":
             return c
