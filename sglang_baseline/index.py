@@ -298,6 +298,7 @@ class Index:
         self.cache = cache  # ParseCache-like: get(digest) / put(digest, tree)
         self._modules: dict[str, ParsedModule | None] = {}
         self._mro: dict[ClassSym, list[Symbol]] = {}
+        self._mro_notes: dict[ClassSym, list[tuple[str, str, str]]] = {}
         self._lock = threading.Lock()
         self.guard_evaluator: GuardEvaluator | None = None
         self.files_read: dict[str, str] = {}  # rel path -> digest (for result caches)
@@ -305,6 +306,7 @@ class Index:
         self._top_defs: dict[str, dict[str, str]] = {}
         self._guards: dict[tuple[str, int, bool], bool | None] = {}
         self._guarding: set[tuple[str, int, bool]] = set()
+        self._resolved: dict[tuple[str, str], Symbol | None] = {}
 
     # ----------------------------------------------------------------- parsing
 
@@ -313,6 +315,7 @@ class Index:
         if len(self._modules) > max_modules:  # bound memory in long sweeps
             self._modules.clear()
             self._mro.clear()
+            self._mro_notes.clear()
             self._texts.clear()
             self._top_defs.clear()
             self._guards.clear()
@@ -320,6 +323,7 @@ class Index:
                 cache.clear()
         self.diagnostics = diagnostics
         self.files_read = {}
+        self._resolved.clear()  # a file read while resolving must be recorded for each analysis
 
     def module(self, dotted: str) -> ParsedModule | None:
         if dotted in self._modules:
@@ -432,6 +436,14 @@ class Index:
     def module_of_path(self, path: Path) -> ParsedModule | None:
         return self.module(self.tree.dotted_of(path))
 
+    def parsed_module_at(self, path: Path) -> ParsedModule | None:
+        """The module already read from ``path`` (never reads or parses anything)."""
+        try:
+            mod = self._modules.get(self.tree.dotted_of(path))
+        except ValueError:  # not under the tree
+            return None
+        return mod if mod is not None and mod.digest and mod.path == path else None
+
     # ----------------------------------------------------------------- names
 
     def absolute(self, mod: ParsedModule, target: str, level: int) -> str:
@@ -486,6 +498,17 @@ class Index:
 
     def resolve(self, module: str, name: str, _seen: frozenset = frozenset()) -> Symbol | None:
         """Resolve ``name`` as seen at the top level of ``module``."""
+        key = (module, name)
+        if not _seen:  # outermost lookups are memoised for the analysis (cleared by begin_analysis)
+            if key in self._resolved:
+                return self._resolved[key]
+            sym = self._resolve(module, name, _seen)
+            if not self._guarding:  # an answer given while a guard is being decided may be provisional
+                self._resolved[key] = sym
+            return sym
+        return self._resolve(module, name, _seen)
+
+    def _resolve(self, module: str, name: str, _seen: frozenset) -> Symbol | None:
         key = (module, name)
         if key in _seen or len(_seen) > 60:
             return None
@@ -651,16 +674,18 @@ class Index:
 
     def _mro_of(self, sym: ClassSym, stack: tuple[ClassSym, ...]) -> list[Symbol]:
         if sym in self._mro:
+            for note in self._mro_notes.get(sym, ()):  # the warnings belong to every analysis that uses it
+                self._mro_note(note, stack)
             return self._mro[sym]
         where = self.module(sym.module)
         rel = where.rel if where else sym.module
         if len(stack) > 50:
             return [sym]
+        building = stack + (sym,)
         bases: list[Symbol] = []
         for b in self.base_symbols(sym):
             if isinstance(b, ClassSym) and (b == sym or b in stack):
-                self.diagnostics.add("mro-error", rel, what=sym.dotted,
-                                     why=f"inherits from itself through {b.dotted}")
+                self._mro_note((rel, sym.dotted, f"inherits from itself through {b.dotted}"), building)
                 continue
             bases.append(b)
         seqs = [self._mro_of(b, stack + (sym,)) if isinstance(b, ClassSym) else [b] for b in bases]
@@ -669,8 +694,7 @@ class Index:
         while seqs:
             head = next((s[0] for s in seqs if not any(s[0] in t[1:] for t in seqs)), None)
             if head is None:  # inconsistent: depth-first without repeats
-                self.diagnostics.add("mro-error", rel, what=sym.dotted,
-                                     why="no consistent method resolution order")
+                self._mro_note((rel, sym.dotted, "no consistent method resolution order"), building)
                 for s in seqs:
                     out.extend(h for h in s if h not in out)
                 break
@@ -678,6 +702,15 @@ class Index:
             seqs = [t for t in ([x for x in s if x != head] for s in seqs) if t]
         self._mro[sym] = out
         return out
+
+    def _mro_note(self, note: tuple[str, str, str], building: tuple[ClassSym, ...]) -> None:
+        """An ``mro-error`` warning, remembered with every class whose MRO it was found computing."""
+        rel, what, why = note
+        self.diagnostics.add("mro-error", rel, what=what, why=why)
+        for s in building:
+            notes = self._mro_notes.setdefault(s, [])
+            if note not in notes:
+                notes.append(note)
 
     def find_in_class(self, sym: ClassSym, name: str) -> tuple[ClassSym, ast.AST] | None:
         """The first definition of ``name`` (method or class attribute) along the MRO."""

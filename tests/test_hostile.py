@@ -263,3 +263,24 @@ def test_foreign_code_snippets_folder_is_not_replaced(release, tmp_path):
                 str(tmp_path / "c"), output_dir=out)
     assert r.code == 6
     assert (out / "code_snippets" / "mine.py").read_text() == "keep me"
+
+
+def test_a_shared_index_gives_cached_warnings_to_every_analysis(tmp_path):
+    # --all reuses one index for many models: a warning found while computing a cached
+    # result (here a class hierarchy) must reach each analysis that uses the result.
+    from sglang_baseline.diagnostics import Diagnostics
+    from sglang_baseline.index import ClassSym, Index, SourceTree
+
+    layers = tmp_path / "sglang" / "srt" / "layers"
+    layers.mkdir(parents=True)
+    (layers / "cyc_a.py").write_text("from sglang.srt.layers.cyc_b import B\nA = B\n")
+    (layers / "cyc_b.py").write_text("from sglang.srt.layers.cyc_a import A\nclass B(A):\n    pass\n"
+                                     "class C(B):\n    pass\n")
+    index = Index(SourceTree(tmp_path), Diagnostics())
+    seen = []
+    for cls in ("C", "B", "C"):
+        diags = Diagnostics()
+        index.begin_analysis(diags)
+        index.mro(ClassSym("sglang.srt.layers.cyc_b", cls))
+        seen.append([d.message for d in diags.items if d.kind == "mro-error"])
+    assert seen[0] and seen[0] == seen[1] == seen[2]
