@@ -17,6 +17,7 @@ the runtime model (:mod:`.runtime`) or become symbolic.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import time
@@ -120,9 +121,24 @@ _CMP_TEXT = {
 }
 
 
+_PLAIN = str.maketrans("", "", "._[]'")
+
+
 def _paren(e: str) -> str:
-    simple = e.replace(".", "").replace("_", "").replace("[", "").replace("]", "").replace("'", "")
-    return e if simple.isalnum() or (e.startswith("(") and e.endswith(")")) else f"({e})"
+    return e if e.translate(_PLAIN).isalnum() or (e.startswith("(") and e.endswith(")")) else f"({e})"
+
+
+@functools.cache
+def _handlers(cls: type) -> tuple[dict[type, Any], dict[type, Any]]:
+    """``_e_<Node>`` / ``_s_<Node>`` methods of an interpreter class, by AST node type."""
+    def table(prefix: str) -> dict[type, Any]:
+        out: dict[type, Any] = {}
+        for name in dir(cls):
+            node_type = getattr(ast, name[len(prefix):], None) if name.startswith(prefix) else None
+            if isinstance(node_type, type):
+                out[node_type] = getattr(cls, name)
+        return out
+    return table("_e_"), table("_s_")
 
 
 def truth(v: Any) -> bool | None:
@@ -170,6 +186,7 @@ class Interpreter:
         self._class_attr_cache: dict[tuple[ClassSym, str], Any] = {}
         self.on_module_created: list[Any] = []  # hooks(obj)
         index.guard_evaluator = self._guard
+        self._expr_handlers, self._stmt_handlers = _handlers(type(self))
 
     # ================================================================ helpers
 
@@ -347,15 +364,20 @@ class Interpreter:
     # ================================================================ expressions
 
     def eval(self, node: ast.AST, frame: Frame) -> Any:
-        self.tick()
+        # the hottest function of the tool: tick() inlined, handlers looked up by node type
+        self.steps += 1
+        if self.steps > self.budget:
+            raise BudgetExhausted()
+        if not self.steps & 0x3FFF and time.perf_counter() > self.deadline:
+            raise BudgetExhausted()
         self.expr_depth += 1
         try:
             if self.expr_depth > MAX_EXPR_DEPTH:
                 return Sym("<expression too deep>")
-            method = getattr(self, "_e_" + type(node).__name__, None)
+            method = self._expr_handlers.get(type(node))
             if method is None:
                 return Sym(_unparse(node))
-            return method(node, frame)
+            return method(self, node, frame)
         finally:
             self.expr_depth -= 1
 
@@ -1269,9 +1291,9 @@ class Interpreter:
 
     def exec_stmt(self, st: ast.stmt, frame: Frame) -> None:
         self.tick()
-        m = getattr(self, "_s_" + type(st).__name__, None)
+        m = self._stmt_handlers.get(type(st))
         if m is not None:
-            m(st, frame)
+            m(self, st, frame)
 
     def _s_Expr(self, st: ast.Expr, frame: Frame) -> None:
         if isinstance(st.value, ast.Constant):

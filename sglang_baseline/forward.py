@@ -72,7 +72,6 @@ class ForwardReader:
         self._func_cache: dict[tuple, list[Call]] = {}
         self.quiet = Diagnostics()
         self._children: dict[int, tuple[Obj, set[str]]] = {}
-        self._kinds: dict[str, str] = {}
 
     # ------------------------------------------------------------------ entry points
 
@@ -248,10 +247,11 @@ class ForwardReader:
             return got[1], got[2]
         calls: list[ast.Call] = []
         attrs: list[ast.Attribute] = []
-        for n in ast.walk(node):
-            if isinstance(n, ast.Call):
+        for n in _walk(node):
+            t = type(n)
+            if t is ast.Call:
                 calls.append(n)
-            elif isinstance(n, ast.Attribute) and n.attr in _DATA_ATTRS:
+            elif t is ast.Attribute and n.attr in _DATA_ATTRS:
                 attrs.append(n)
         calls.sort(key=lambda c: (c.end_lineno or c.lineno, c.end_col_offset or 0))
         funcs = {id(c.func) for c in calls}
@@ -295,10 +295,11 @@ class ForwardReader:
                 out.append(Call("delegate", child, site, -1, (), cond, _join(via, f"self.{'.'.join(attr_chain)}"),
                                 origin=frame.name))
         # children handed to another call run inside it
-        passed = [(i, _self_chain(a)[0]) for i, a in enumerate(c.args) if _self_chain(a) and _self_chain(a)[0] in children
-                  and len(_self_chain(a)) == 1]
-        passed += [(k.arg or "", _self_chain(k.value)[0]) for k in c.keywords
-                   if _self_chain(k.value) and _self_chain(k.value)[0] in children and len(_self_chain(k.value)) == 1]
+        passed: list[tuple[Any, str]] = []
+        for pos, a in [*enumerate(c.args), *((k.arg or "", k.value) for k in c.keywords)]:
+            ch = _self_chain(a) if isinstance(a, (ast.Attribute, ast.Subscript)) else None
+            if ch and len(ch) == 1 and ch[0] in children:
+                passed.append((pos, ch[0]))
         dotted, sym = self._resolve_callee(f, frame)
         if passed and not dotted.startswith("builtins."):
             forms = self._look_through(sym, passed)
@@ -337,18 +338,11 @@ class ForwardReader:
             node = self.index.class_node(c) if isinstance(c, ClassSym) else None
             if node is None:
                 continue
-            for st in _statements(node.body):
-                if not isinstance(st, ast.Assign) or not isinstance(st.value, ast.Call):
+            for names, self_attrs in _built_attributes(node):
+                if any(n in children for n in names):
                     continue
-                targets = st.targets[0].elts if isinstance(st.targets[0], ast.Tuple) else [st.targets[0]]
-                names = [t.attr for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
-                         and t.value.id == "self"]
-                if not names or any(n in children for n in names):
-                    continue
-                args = list(st.value.args)
-                per_arg = [[x.attr for x in ast.walk(a) if isinstance(x, ast.Attribute) and isinstance(x.value, ast.Name)
-                            and x.value.id == "self" and x.attr in children] for a in args]
-                if len(names) > 1 and len(names) == len(args):
+                per_arg = [[x for x in attrs if x in children] for attrs in self_attrs]
+                if len(names) > 1 and len(names) == len(per_arg):
                     for n, refs in zip(names, per_arg):
                         if refs:
                             out.setdefault(n, []).extend(r for r in refs if r not in out.get(n, []))
@@ -442,10 +436,14 @@ class ForwardReader:
         return got[1]
 
     def kernel_kind(self, dotted: str) -> str:
-        got = self._kinds.get(dotted)
+        # shared by every reader of the process: the catalog is loaded once (--all reads ~45,000 names)
+        owner, kinds = _KINDS.get(id(self.catalog.kernels), (None, {}))
+        if owner is not self.catalog.kernels:
+            kinds = {}
+            _KINDS[id(self.catalog.kernels)] = (self.catalog.kernels, kinds)
+        got = kinds.get(dotted)
         if got is None:
-            got = self._kernel_kind(dotted)
-            self._kinds[dotted] = got
+            got = kinds[dotted] = self._kernel_kind(dotted)
         return got
 
     def _kernel_kind(self, dotted: str) -> str:
@@ -578,6 +576,7 @@ _TEXTS: dict[int, tuple[ast.AST, str]] = register_node_cache({})
 # per-node results shared by every reader in the process (nodes are kept alive by the index)
 _NODES: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = register_node_cache({})
 _SIMPLE: dict[int, tuple[ast.AST, bool]] = register_node_cache({})
+_BUILT: dict[int, tuple[ast.AST, list[tuple[list[str], list[list[str]]]]]] = register_node_cache({})
 
 
 def _test_text(test: ast.expr) -> str:
@@ -586,6 +585,45 @@ def _test_text(test: ast.expr) -> str:
         got = (test, ast.unparse(test))
         _TEXTS[id(test)] = got
     return got[1]
+
+
+def _built_attributes(node: ast.ClassDef) -> list[tuple[list[str], list[list[str]]]]:
+    """``self.a[, self.b] = f(arg, ...)`` in a class: the targets, and the ``self.x`` read by each argument."""
+    got = _BUILT.get(id(node))
+    if got is not None and got[0] is node:
+        return got[1]
+    found: list[tuple[list[str], list[list[str]]]] = []
+    for st in _statements(node.body):
+        if not isinstance(st, ast.Assign) or not isinstance(st.value, ast.Call):
+            continue
+        targets = st.targets[0].elts if isinstance(st.targets[0], ast.Tuple) else [st.targets[0]]
+        names = [t.attr for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                 and t.value.id == "self"]
+        if names:
+            found.append((names, [[x.attr for x in _walk(a) if type(x) is ast.Attribute
+                                   and isinstance(x.value, ast.Name) and x.value.id == "self"]
+                                  for a in st.value.args]))
+    _BUILT[id(node)] = (node, found)
+    return found
+
+
+_NO_WALK = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+
+
+def _walk(node: ast.AST) -> list[ast.AST]:
+    """``ast.walk`` (the same breadth-first order) without its per-node generator overhead."""
+    out = [node]
+    i = 0
+    while i < len(out):
+        n = out[i]
+        i += 1
+        for f in n._fields:
+            v = getattr(n, f, None)
+            if type(v) is list:
+                out.extend(x for x in v if isinstance(x, ast.AST))
+            elif isinstance(v, ast.AST) and not isinstance(v, _NO_WALK):
+                out.append(v)
+    return out
 
 
 def _statements(body: list[ast.stmt]):
@@ -659,8 +697,15 @@ def kernel_matches(dotted: str, patterns: list[str]) -> bool:
 
 def kernel_rank(dotted: str, patterns: list[str]) -> int | None:
     """Index of the first pattern the kernel name matches (lower is a better match)."""
+    key = (dotted, tuple(patterns))
+    if key in _RANKS:
+        return _RANKS[key]
     low = dotted.lower()
-    for i, p in enumerate(patterns):
-        if fnmatch.fnmatchcase(low, p.lower()):
-            return i
-    return None
+    rank = next((i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(low, p.lower())), None)
+    if len(_RANKS) < 100_000:
+        _RANKS[key] = rank
+    return rank
+
+
+_RANKS: dict[tuple[str, tuple[str, ...]], int | None] = {}
+_KINDS: dict[int, tuple[Any, dict[str, str]]] = {}

@@ -89,11 +89,8 @@ def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
         raise OutputError(f"{final} exists and was not written by sglang-baseline; not replacing it")
     staging = Path(tempfile.mkdtemp(prefix=".code_snippets-", dir=str(output_dir)))
     try:
-        for rel, text in files.items():
-            if rel.startswith(SNIPPETS + "/"):
-                target = staging / rel[len(SNIPPETS) + 1:]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
+        _write_tree(staging, {rel[len(SNIPPETS) + 1:]: text for rel, text in files.items()
+                              if rel.startswith(SNIPPETS + "/")})
         for rel, text in files.items():
             if not rel.startswith(SNIPPETS + "/") and rel != "summary.md":
                 write_atomic(output_dir / rel, text)
@@ -113,6 +110,30 @@ def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
     if "summary.md" in files:
         write_atomic(output_dir / "summary.md", files["summary.md"])
     _record(output_dir, files, digest)
+
+
+def _write_tree(root: Path, files: dict[str, str]) -> None:
+    """Write many small files into a fresh private folder.
+
+    Plain ``os`` calls, each folder made once: ``Path.write_text`` with
+    ``mkdir(exist_ok=True)`` per file costs ~8x more, which a ``--all`` run
+    (~19,000 snippet files) pays in full.
+    """
+    made = {""}
+    mode = 0o666 & ~_umask()
+    base = str(root)
+    for rel, text in files.items():
+        folder = rel.rpartition("/")[0]
+        if folder not in made:
+            os.makedirs(os.path.join(base, folder), exist_ok=True)
+            made.add(folder)
+        fd = os.open(os.path.join(base, rel), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
 
 
 # The folder's own marker records what was written (a digest of the whole set, and each
