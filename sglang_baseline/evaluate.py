@@ -20,6 +20,7 @@ import ast
 import functools
 import math
 import operator
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,7 +28,17 @@ from typing import Any
 
 from . import tracking
 from .diagnostics import Diagnostics
-from .index import ClassSym, ExternalSym, FuncSym, Index, ModuleSym, ParsedModule, ValueSym, class_member
+from .index import (
+    ClassSym,
+    ExternalSym,
+    FuncSym,
+    Index,
+    ModuleSym,
+    ParsedModule,
+    ValueSym,
+    class_member,
+    register_node_cache,
+)
 from .values import (
     Alt,
     BoundMethod,
@@ -121,11 +132,15 @@ _CMP_TEXT = {
 }
 
 
-_PLAIN = str.maketrans("", "", "._[]'")
+_NOT_NAME_LIKE = re.compile(r"[^\w.\[\]']")
+_ALNUM = re.compile(r"[^\W_]")
 
 
 def _paren(e: str) -> str:
-    return e if e.translate(_PLAIN).isalnum() or (e.startswith("(") and e.endswith(")")) else f"({e})"
+    """``e`` as an operand: bracketed unless a name, attribute or subscript chain, or already bracketed."""
+    if (not _NOT_NAME_LIKE.search(e) and _ALNUM.search(e)) or (e.startswith("(") and e.endswith(")")):
+        return e
+    return f"({e})"
 
 
 @functools.cache
@@ -1704,11 +1719,19 @@ class _ExternalSuper:
 def _unparse(node: Any) -> str:
     if node is None:
         return "None"
+    got = _UNPARSED.get(id(node))
+    if got is not None and got[0] is node:
+        return got[1]
     try:
         s = ast.unparse(node)
     except Exception:
         return "<expr>"
-    return s if len(s) <= 200 else s[:197] + "..."
+    s = s if len(s) <= 200 else s[:197] + "..."
+    _UNPARSED[id(node)] = (node, s)
+    return s
+
+
+_UNPARSED: dict[int, tuple[Any, str]] = register_node_cache({})
 
 
 def _load(target: ast.AST) -> ast.AST:

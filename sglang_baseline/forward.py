@@ -193,6 +193,8 @@ class ForwardReader:
 
     def _block(self, body: list[ast.stmt], obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
                conds: tuple[str, ...]) -> None:
+        if not body:
+            return
         for st in body:
             if isinstance(st, ast.If):
                 t = self._decide(st.test, frame)
@@ -222,7 +224,7 @@ class ForwardReader:
                 if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name):
                     # remember simple local aliases of attributes (w = self.decode_wrapper)
                     if isinstance(st.value, (ast.Attribute, ast.Subscript, ast.Name)):
-                        frame.notes.setdefault("aliases", {})[st.targets[0].id] = ast.unparse(st.value)
+                        frame.notes.setdefault("aliases", {})[st.targets[0].id] = _test_text(st.value)
 
     def _calls_in(self, node: ast.AST, obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
                   conds: tuple[str, ...]) -> None:
@@ -263,16 +265,15 @@ class ForwardReader:
               conds: tuple[str, ...]) -> None:
         mod = frame.module
         site = Site(mod.rel, c.lineno, c.end_lineno or c.lineno)
-        cond = " and ".join(conds)
-        kw = tuple(k.arg for k in c.keywords if k.arg)
+        cond = " and ".join(conds) if conds else ""
         f = c.func
         children = self._children_of(obj)
         # self.child(...) / self.child.method(...)
-        attr_chain = _self_chain(f)
+        attr_chain = _self_chain(f) if type(f) is ast.Attribute or type(f) is ast.Subscript else None
         if attr_chain:
             head = attr_chain[0]
             if head in children and (len(attr_chain) == 1 or (len(attr_chain) == 2 and attr_chain[1] not in _DATA_ATTRS)):
-                out.append(Call("child", head, site, len(c.args), kw, cond, via, origin=frame.name))
+                out.append(Call("child", head, site, len(c.args), _keywords(c), cond, via, origin=frame.name))
                 return
             if len(attr_chain) == 1:
                 found = self.index.find_in_class(obj.cls, head) if isinstance(obj.cls, ClassSym) else None
@@ -296,26 +297,27 @@ class ForwardReader:
                                 origin=frame.name))
         # children handed to another call run inside it
         passed: list[tuple[Any, str]] = []
-        for pos, a in [*enumerate(c.args), *((k.arg or "", k.value) for k in c.keywords)]:
-            ch = _self_chain(a) if isinstance(a, (ast.Attribute, ast.Subscript)) else None
-            if ch and len(ch) == 1 and ch[0] in children:
-                passed.append((pos, ch[0]))
+        if children:
+            for pos, a in [*enumerate(c.args), *((k.arg or "", k.value) for k in c.keywords)]:
+                ch = _self_chain(a) if type(a) is ast.Attribute or type(a) is ast.Subscript else None
+                if ch and len(ch) == 1 and ch[0] in children:
+                    passed.append((pos, ch[0]))
         dotted, sym = self._resolve_callee(f, frame)
         if passed and not dotted.startswith("builtins."):
             forms = self._look_through(sym, passed)
             for _pos, child in passed:
                 nargs = forms.get(child, -1)
-                out.append(Call("delegate", child, site, nargs, (), cond, _join(via, dotted or ast.unparse(f)),
+                out.append(Call("delegate", child, site, nargs, (), cond, _join(via, dotted or _test_text(f)),
                                 origin=frame.name))
         kind = self.kernel_kind(dotted) if dotted else ""
         if kind:
-            out.append(Call("kernel", dotted, site, len(c.args), kw, cond, via, kernel_kind=kind,
+            out.append(Call("kernel", dotted, site, len(c.args), _keywords(c), cond, via, kernel_kind=kind,
                             args_text=[_short(a) for a in c.args][:8], origin=frame.name))
             return
         wrapper = self._wrapper_call(f, frame)
         if wrapper:
-            out.append(Call("kernel", wrapper, site, len(c.args), kw, cond, via, kernel_kind="flashinfer",
-                            receiver=ast.unparse(f.value) if isinstance(f, ast.Attribute) else "",
+            out.append(Call("kernel", wrapper, site, len(c.args), _keywords(c), cond, via, kernel_kind="flashinfer",
+                            receiver=_test_text(f.value) if isinstance(f, ast.Attribute) else "",
                             args_text=[_short(a) for a in c.args][:8], origin=frame.name))
             return
         if isinstance(sym, FuncSym) and depth < MAX_FOLLOW and sym.module.startswith(tuple(self.catalog.kernels.follow)):
@@ -460,7 +462,7 @@ class ForwardReader:
         """``<...wrapper...>.forward(...)``: a FlashInfer wrapper run, named by its class."""
         if not isinstance(f, ast.Attribute) or f.attr not in self.catalog.kernels.wrapper_methods:
             return ""
-        text = ast.unparse(f.value)
+        text = _test_text(f.value)
         if isinstance(f.value, ast.Name):
             text = frame.notes.get("aliases", {}).get(text, text)
         low = text.lower()
@@ -579,12 +581,17 @@ _SIMPLE: dict[int, tuple[ast.AST, bool]] = register_node_cache({})
 _BUILT: dict[int, tuple[ast.AST, list[tuple[list[str], list[list[str]]]]]] = register_node_cache({})
 
 
-def _test_text(test: ast.expr) -> str:
+def _test_text(test: ast.AST) -> str:
+    """``ast.unparse``, cached per node (forward reading asks for the same texts for every model)."""
     got = _TEXTS.get(id(test))
     if got is None or got[0] is not test:
         got = (test, ast.unparse(test))
         _TEXTS[id(test)] = got
     return got[1]
+
+
+def _keywords(c: ast.Call) -> tuple[str, ...]:
+    return tuple(k.arg for k in c.keywords if k.arg)
 
 
 def _built_attributes(node: ast.ClassDef) -> list[tuple[list[str], list[list[str]]]]:
@@ -679,7 +686,7 @@ def _join(a: str, b: str) -> str:
 
 
 def _short(a: ast.expr) -> str:
-    s = ast.unparse(a)
+    s = _test_text(a)
     return s if len(s) <= 60 else s[:57] + "..."
 
 

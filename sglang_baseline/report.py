@@ -448,7 +448,7 @@ def render_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: l
     files["model_definition.json"] = _dump(build_model_definition(impl))
     if a.config is not None:
         files["model_config.json"] = _dump(a.config.raw)
-    for name, text in render_snippets(a, impl).items():
+    for name, text in render_snippets(a, impl, calls).items():
         files[f"{SNIPPETS}/{name}"] = text
     files["summary.md"] = render_summary(impl, calls, output_dir, a.config is not None)
     return files
@@ -460,8 +460,8 @@ def write_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: li
     return files
 
 
-def render_snippets(a: Analysis, impl: Implementation) -> dict[str, str]:
-    """code_snippets/modules/<Class>.py and code_snippets/kernels/<file>_L<a>-<b>.py."""
+def render_snippets(a: Analysis, impl: Implementation, calls: list[KernelCall]) -> dict[str, str]:
+    """code_snippets/modules/<Class>.py and code_snippets/kernels/<file>.py (every call site in that file)."""
     files: dict[str, str] = {}
     seen: set[str] = set()
     lr = a.primary
@@ -483,15 +483,21 @@ def render_snippets(a: Analysis, impl: Implementation) -> dict[str, str]:
             if name in files:
                 name = f"modules/{_safe(dotted)}.py"
             files[name] = _snippet(mod.rel, start, end, dotted, mod.snippet(start, end))
-    for ks in impl.kernel_calls:
-        m = re.match(r"(.+):(\d+)-(\d+)$", ks.code_location)
-        if not m:
-            continue
-        rel, s, e = m.group(1), int(m.group(2)), int(m.group(3))
-        name = f"kernels/{_safe(rel.removesuffix('.py').replace('/', '.'))}_L{s}-{e}.py"
-        if name in files:
-            continue
-        files[name] = _snippet(rel, max(s - 2, 1), e + 2, ks.function, read_snippet(a.index, rel, max(s - 2, 1), e + 2))
+    # kernel call sites: one file per source file, the sites in line order (one file per site
+    # meant ~40 files per model, and file creation dominated writing a --all run)
+    sites: dict[str, dict[tuple[int, int], str]] = {}
+    located = [(ks.code_location, ks.function) for ks in impl.kernel_calls]
+    located += [(kc.code_location, kc.baseline_impl or kc.kernel) for kc in calls]
+    for where, function in located:
+        m = re.match(r"(.+):(\d+)-(\d+)$", where)
+        if m:
+            sites.setdefault(m.group(1), {}).setdefault((int(m.group(2)), int(m.group(3))), function)
+    for rel, found in sites.items():
+        parts = []
+        for (s, e), function in sorted(found.items()):
+            first, last = max(s - 2, 1), e + 2
+            parts.append(_snippet(rel, first, last, function, read_snippet(a.index, rel, first, last)))
+        files[f"kernels/{_safe(rel.removesuffix('.py').replace('/', '.'))}.py"] = "\n".join(parts)
     files["INDEX.md"] = ("# code_snippets\n\nExact source lines, each under a header naming the file (relative to "
                          "sglang/srt) and line range.\n\n" + "".join(f"- {f}\n" for f in sorted(files)))
     files[MARKER] = "written by sglang-baseline; replaced on every run\n"

@@ -16,7 +16,7 @@ import pytest
 
 from sglang_baseline.schemas import json_schemas
 
-from .conftest import DATA, RELEASES, REPO, run_cli
+from .conftest import DATA, RELEASES, REPO, release_root, run_cli
 
 OUTPUTS = ("sglang_implementation.json", "kernel_calls.json", "model_definition.json", "summary.md")
 
@@ -27,6 +27,13 @@ def test_llama_outputs_validate_and_name_the_implementation(analysed, version):
     for name in OUTPUTS:
         assert (r.output_dir / name).is_file(), name
     assert (r.output_dir / "code_snippets" / "modules" / "LlamaForCausalLM.py").is_file()
+    # every kernel call site's exact source lines are in the snippet file of its source file
+    srt = release_root(version) / "sglang" / "srt"
+    for k in r.json("kernel_calls.json"):
+        rel, start, end = re.fullmatch(r"(.+):(\d+)-(\d+)", k["code_location"]).groups()
+        snippet = r.output_dir / "code_snippets" / "kernels" / (rel.removesuffix(".py").replace("/", ".") + ".py")
+        lines = (srt / rel).read_text().splitlines()[int(start) - 1:int(end)]
+        assert "\n".join(lines) in snippet.read_text(), k["code_location"]
     schemas = json_schemas()
     jsonschema.validate(r.json("sglang_implementation.json"), schemas["sglang_implementation.json"])
     jsonschema.validate(r.json("kernel_calls.json"), schemas["kernel_calls.json"])
