@@ -71,6 +71,39 @@ def models_stamp(srt: Path) -> str:
     return h.hexdigest()
 
 
+def tree_stamp(package: Path) -> str:
+    """Names, sizes and change times of every ``.py`` file under the ``sglang`` package.
+
+    The key of an ``--all`` entry: its models share one index per worker, whose caches
+    (class hierarchies, import guards, helper readings) were filled by whichever model
+    came first, so a model's own list of files read can miss a file its result depends
+    on.  Any change anywhere in the tree therefore invalidates every ``--all`` entry.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    stack = [str(package)]
+    seen: set[str] = set()
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen:  # symlink loops
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_dir():
+                    stack.append(e.path)
+                elif e.name.endswith(".py"):
+                    st = e.stat()
+                    h.update(f"{e.path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns};".encode())
+            except OSError:
+                continue
+    return h.hexdigest()
+
+
 class ResultCache:
     def __init__(self, root: Path) -> None:
         self.dir = root / f"results-v{FORMAT}"

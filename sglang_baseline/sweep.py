@@ -25,7 +25,7 @@ from .cache import ParseCache
 from .discovery import Match, ModelFileEntry, Registration, read_registrations
 from .errors import EXIT_OK, UserError
 from .hfconfig import ModelConfig, load_config
-from .resultcache import models_stamp
+from .resultcache import tree_stamp
 from .source import SourceInfo
 
 
@@ -108,7 +108,7 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
                 config_path, _file_digest(config_path)], "tp": _STATE["tp"], "ep": _STATE["ep"],
                 "page_size": _STATE["page_size"], "backend": _STATE["attention_backend"], "output_dir": str(out_dir),
                 "source": [source.kind, str(source.root), source.version, source.commit],
-                "models": _STATE["models_stamp"]})
+                "tree": _STATE["tree_stamp"]})
             entry = results.lookup(key, source.srt, source.root)
             if entry is not None and results.restore(key, entry, out_dir, write_output_set):
                 row = Row(**entry["row"])
@@ -206,7 +206,8 @@ def run_all(source: SourceInfo, args: argparse.Namespace, cache_dir: Path, repor
         "source": source, "entries": entries, "output_dir": str(out_dir),
         "cache_dir": None if args.no_cache else str(cache_dir), "tp": args.tp, "ep": args.ep,
         "page_size": args.page_size, "attention_backend": args.attention_backend,
-        "names": _dir_names(regs), "verbose": args.verbose, "models_stamp": models_stamp(source.srt),
+        "names": _dir_names(regs), "verbose": args.verbose,
+        "tree_stamp": tree_stamp(source.root / "sglang") if not args.no_cache else "",
     }
     report(f"analysing {len(tasks)} registered models with {jobs} worker process{'es' if jobs > 1 else ''}"
            + (f"; {len(configs)} configs from {args.config_dir}" if configs else ""))
