@@ -70,6 +70,8 @@ class ForwardReader:
         self.catalog = catalog
         self._cache: dict[tuple, ForwardPath] = {}
         self._func_cache: dict[tuple, list[Call]] = {}
+        self._reading: set[tuple] = set()  # helper functions being read (recursion)
+        self._cut = False  # set when a reading met a helper already being read
         self.quiet = Diagnostics()
         self._children: dict[int, tuple[Obj, set[str]]] = {}
 
@@ -523,8 +525,41 @@ class ForwardReader:
     def _function_kernels(self, fsym: FuncSym, depth: int) -> list[Call]:
         key = (fsym, depth)
         if key in self._func_cache:
+            if key in self._reading:
+                self._cut = True  # a recursive helper: this reading is partial
             return self._func_cache[key]
+        # A helper function is read with unknown arguments and no instance, so what it finds
+        # depends only on the source, the catalog and the layout: --all shares it between the
+        # models of a process, replaying the files it read and the warnings it raised.
+        layout_key = getattr(self.interp.runtime, "layout_key", None)
+        shared_key = (self.index.serial, id(self.catalog), layout_key(), fsym, depth) if layout_key else None
+        hit = _SHARED_HELPERS.get(shared_key) if shared_key else None
+        if hit is not None and hit[3] is self.catalog:
+            kernels, files, diags, _ = hit
+            for rel, digest in files:
+                self.index.files_read.setdefault(rel, digest)
+            self.index.diagnostics.extend(diags)
+            self._func_cache[key] = kernels
+            return kernels
+        files_before = set(self.index.files_read)
+        diags_before = len(self.index.diagnostics.items)
+        cut_before, self._cut = self._cut, False
         self._func_cache[key] = []
+        self._reading.add(key)
+        try:
+            kernels = self._read_function(fsym, depth)
+        finally:
+            self._reading.discard(key)
+        self._func_cache[key] = kernels
+        if shared_key and not self._cut and len(_SHARED_HELPERS) < 50_000:
+            files = [(r, d) for r, d in self.index.files_read.items() if r not in files_before]
+            diags = Diagnostics()
+            diags.items = list(self.index.diagnostics.items[diags_before:])
+            _SHARED_HELPERS[shared_key] = (kernels, files, diags, self.catalog)
+        self._cut = self._cut or cut_before
+        return kernels
+
+    def _read_function(self, fsym: FuncSym, depth: int) -> list[Call]:
         node = self.index.node(fsym)
         mod = self.index.module(fsym.module)
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or mod is None:
@@ -534,9 +569,7 @@ class ForwardReader:
         dummy = Obj(cls=ExternalSym("builtins.object"))
         out: list[Call] = []
         self._block(node.body, dummy, frame, out, depth, "", ())
-        kernels = [c for c in out if c.kind == "kernel"]
-        self._func_cache[key] = kernels
-        return kernels
+        return [c for c in out if c.kind == "kernel"]
 
     def _look_through(self, sym: Any, passed: list[tuple[Any, str]]) -> dict[str, int]:
         """How a function calls the children handed to it: argument counts by child."""
@@ -578,6 +611,9 @@ _TEXTS: dict[int, tuple[ast.AST, str]] = register_node_cache({})
 # per-node results shared by every reader in the process (nodes are kept alive by the index)
 _NODES: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = register_node_cache({})
 _SIMPLE: dict[int, tuple[ast.AST, bool]] = register_node_cache({})
+# helper-function readings shared by the analyses of a process: (index serial, catalog, layout,
+# function, depth) -> (kernel calls, files read, warnings raised); cleared with the node caches
+_SHARED_HELPERS: dict[tuple, tuple[list[Call], list[tuple[str, str]], Diagnostics, Catalog]] = register_node_cache({})
 _BUILT: dict[int, tuple[ast.AST, list[tuple[list[str], list[list[str]]]]]] = register_node_cache({})
 
 

@@ -62,6 +62,11 @@ class Runtime:
 
     # ------------------------------------------------------------ values
 
+    def layout_key(self) -> tuple:
+        """What runtime answers depend on (the catalog aside): the layout in force."""
+        lay = self.layout
+        return (lay.tp, lay.ep, lay.page_size, lay.attention_backend)
+
     @property
     def struct_bases(self) -> tuple[str, ...]:
         return tuple(self.catalog.runtime.struct_base_classes)
