@@ -411,7 +411,8 @@ def render_summary(impl: Implementation, calls: list[KernelCall], output_dir: Pa
         "new_unknown": [d for d in text_defs if d.coverage.dataset == "new" and d.coverage.flashinfer == "unknown"],
     }
     tmpl = _env().get_template("summary.md.j2")
-    next_cmd = (f"/generate-model-definition --config {output_dir / 'model_config.json'} "
+    config_arg = output_dir / "model_config.json" if config_written else "<the model's config.json>"
+    next_cmd = (f"/generate-model-definition --config {config_arg} "
                 f"--sglang-impl {output_dir / 'sglang_implementation.json'} --model-name {impl.model_name}")
     return tmpl.render(impl=impl, calls=calls, defs=defs, inventory=inventory, next_cmd=next_cmd,
                        config_written=config_written, render_tree=_render_tree(impl.module_tree),

@@ -39,6 +39,9 @@ def test_llama_outputs_validate_and_name_the_implementation(analysed, version):
     jsonschema.validate(r.json("kernel_calls.json"), schemas["kernel_calls.json"])
     summary = (r.output_dir / "summary.md").read_text()
     assert "models/llama.py" in summary and "LlamaForCausalLM" in summary
+    # without --config no model_config.json is written, so the handoff must not name one
+    handoff = next(line for line in summary.splitlines() if line.startswith("/generate-model-definition"))
+    assert not (r.output_dir / "model_config.json").exists() and "model_config.json" not in handoff
     impl = r.json("sglang_implementation.json")
     assert impl["model_file"] == "python/sglang/srt/models/llama.py"
     assert impl["class_name"] == "LlamaForCausalLM"
