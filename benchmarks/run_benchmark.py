@@ -100,11 +100,22 @@ class TreeMemory(threading.Thread):
             time.sleep(0.05)
 
 
+# Set by main(): the tool's bytecode lives in a private prefix, compiled up front as `pip install .`
+# does (this checkout is an editable install, and PYTHONDONTWRITEBYTECODE may be set).
+RUN_ENV: dict[str, str] = {}
+
+
+def byte_compile(prefix: Path) -> None:
+    RUN_ENV.update(PYTHONPYCACHEPREFIX=str(prefix), PYTHONDONTWRITEBYTECODE="")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "sglang_baseline")], check=True,
+                   env={**os.environ, **RUN_ENV}, stdout=subprocess.DEVNULL)
+
+
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[float, TreeMemory, str]:
     cmd = [sys.executable, "-m", "sglang_baseline", *args, "--quiet"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **RUN_ENV, **(env or {})})
     mem = TreeMemory(proc.pid)
     mem.start()
     out, err = proc.communicate()
@@ -186,6 +197,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="sgb-bench-"))
     try:
+        byte_compile(work / "pycache")
         models = [
             ("Llama-3.1-8B", ["--model-name", "llama", "--config", str(CONFIGS / "meta-llama--Meta-Llama-3.1-8B.json")]),
             ("DeepSeek-V3 (TP 8, EP 8)", ["--model-name", "deepseek-v3", "--config",
@@ -212,12 +224,16 @@ def main() -> None:
         all_cold = all_warm = all_mem = None
         n_models = 0
         if not args.skip_all:
-            cache = work / "all-cache"
-            out = work / "all-out"
-            all_args = ["--all", "--sglang-path", str(root), "--output-dir", str(out), "--cache-dir", str(cache),
-                        "--config-dir", str(CONFIGS)]
-            all_cold, all_mem, _ = run_cli(all_args)
-            rows = json.loads((out / "index.json").read_text())["models"]
+            for i in range(args.repeat):  # cold: fresh cache and output folder each time; the best is kept
+                cache = work / f"all-cache-{i}"
+                out = work / f"all-out-{i}"
+                all_args = ["--all", "--sglang-path", str(root), "--output-dir", str(out), "--cache-dir", str(cache),
+                            "--config-dir", str(CONFIGS)]
+                t, mem, _ = run_cli(all_args)
+                print(f"--all cold run {i + 1}: {t:.1f}s", file=sys.stderr)
+                if all_cold is None or t < all_cold:
+                    all_cold, all_mem = t, mem
+                    rows = json.loads((out / "index.json").read_text())["models"]
             per_model = sorted((r["seconds"], r["model"]) for r in rows)
             all_warm, _, _ = run_cli(all_args)
             n_models = len(rows)
@@ -235,8 +251,8 @@ def main() -> None:
         "",
         f"Written by `benchmarks/run_benchmark.py` on {time.strftime('%Y-%m-%d')}: SGLang {args.release} (PyPI), "
         f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
-        f"{platform.machine()}. Wall-clock seconds of a new process, as a user runs the tool; single-model "
-        f"figures are the best of {args.repeat} runs.",
+        f"{platform.machine()}. Wall-clock seconds of a new process, as a user runs the tool (its package "
+        f"byte-compiled first, as `pip install .` does); each cold figure is the best of {args.repeat} runs.",
         "",
         "## Reference: parsing",
         "",
@@ -273,7 +289,8 @@ def main() -> None:
     lines += [
         "",
         "Cold: a fresh `--cache-dir`, so every file is parsed. Warm: the same command again; the parse cache and "
-        "the result cache (keyed by the content of every file an analysis read) are used, and output folders "
+        "the result cache (keyed by the content of every file an analysis read; for `--all`, by a stamp of every "
+        "file of the package) are used, and output folders "
         "that already hold the identical set are not rewritten. `--all` runs with `--config-dir tests/data` "
         "(the models whose architecture has a config there get real dimensions).",
         "",
