@@ -100,22 +100,18 @@ class TreeMemory(threading.Thread):
             time.sleep(0.05)
 
 
-# Set by main(): the tool's bytecode lives in a private prefix, compiled up front as `pip install .`
-# does (this checkout is an editable install, and PYTHONDONTWRITEBYTECODE may be set).
-RUN_ENV: dict[str, str] = {}
-
-
-def byte_compile(prefix: Path) -> None:
-    RUN_ENV.update(PYTHONPYCACHEPREFIX=str(prefix), PYTHONDONTWRITEBYTECODE="")
+def byte_compile() -> None:
+    """Compile the tool's bytecode up front, as ``pip install .`` does (this checkout is an editable
+    install, and PYTHONDONTWRITEBYTECODE may be set, so nothing else would)."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "sglang_baseline")], check=True,
-                   env={**os.environ, **RUN_ENV}, stdout=subprocess.DEVNULL)
+                   env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""}, stdout=subprocess.DEVNULL)
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[float, TreeMemory, str]:
     cmd = [sys.executable, "-m", "sglang_baseline", *args, "--quiet"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env={**os.environ, **RUN_ENV, **(env or {})})
+                            env={**os.environ, **(env or {})})
     mem = TreeMemory(proc.pid)
     mem.start()
     out, err = proc.communicate()
@@ -197,7 +193,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="sgb-bench-"))
     try:
-        byte_compile(work / "pycache")
+        byte_compile()
         models = [
             ("Llama-3.1-8B", ["--model-name", "llama", "--config", str(CONFIGS / "meta-llama--Meta-Llama-3.1-8B.json")]),
             ("DeepSeek-V3 (TP 8, EP 8)", ["--model-name", "deepseek-v3", "--config",
