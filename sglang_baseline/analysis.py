@@ -102,6 +102,7 @@ def _analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tp
         index = shared
     else:
         index = Index(SourceTree(source.root), diags, cache)
+    index.parse_whole.add(match.chosen.module)
     mod = index.module(match.chosen.module)
     if mod is None or mod.error and mod.tree is not None and not mod.tree.body:
         why = mod.error if mod is not None else "file not found"

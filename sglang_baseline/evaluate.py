@@ -285,8 +285,6 @@ class Interpreter:
     def _module_mutations(self, mod: ParsedModule, name: str, value: Any, after: ast.AST) -> None:
         """Apply top-level ``NAME.update(...)`` / ``NAME[k] = v`` / ``NAME.append(...)`` after its assignment
         (under the ``if`` guards that hold on the assumed platform): registries are often built that way."""
-        if mod.tree is None:
-            return
         frame = Frame(module=mod, locals={name: value}, name=f"<module {mod.name}>")
         started = False
 
@@ -325,7 +323,7 @@ class Interpreter:
                     except (_Raise, _Return, _Break, _Continue):
                         pass
 
-        walk(mod.tree.body)
+        walk(mod.top_level)  # definitions are not entered: their bodies need not be parsed
 
     def _assignment_value(self, node: ast.AST, name: str, frame: Frame) -> Any:
         if isinstance(node, ast.Assign):
@@ -2252,7 +2250,7 @@ def evaluate_expression(interp: Interpreter, text: str, env: dict[str, Any], mod
     mod = interp.index.module(module) if module else None
     if mod is None:
         mod = ParsedModule(name="<catalog>", path=interp.index.tree.root, rel="<catalog>", is_package=False,
-                           tree=ast.Module(body=[], type_ignores=[]))
+                           _tree=ast.Module(body=[], type_ignores=[]))
     frame = Frame(module=mod, locals=dict(env), name="<catalog>")
     try:
         node = _parse_expr(text)

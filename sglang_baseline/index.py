@@ -22,9 +22,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import lazyparse
 from .diagnostics import Diagnostics
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # larger files are reported, not parsed
+LAZY_MIN_CHARS = 8_000  # smaller files are parsed whole (see lazyparse)
 INTERNAL_PACKAGES = ("sglang",)
 BUILTIN_NAMES = frozenset(dir(builtins))
 ENUM_BASES = ("Enum", "IntEnum", "StrEnum", "Flag", "IntFlag")
@@ -131,13 +133,68 @@ class ParsedModule:
     rel: str
     is_package: bool
     digest: str = ""
-    tree: ast.Module | None = None
+    _tree: ast.Module | None = None
     error: str | None = None
     text: str = ""
     bindings: dict[str, list[Binding]] = field(default_factory=dict)
     stars: list[Binding] = field(default_factory=list)
     defs: dict[str, ast.AST] = field(default_factory=dict)  # qualname -> Class/FunctionDef
     _lines: list[str] | None = None
+    # top-level definitions not parsed yet (lazyparse): name -> (index in the body, first line, line after)
+    lazy: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    _offsets: list[int] | None = None
+    _whole: ast.Module | None = None
+    on_late_error: Callable[[str, int], None] | None = None
+
+    @property
+    def tree(self) -> ast.Module | None:
+        """The whole module (any definition not parsed yet is parsed now)."""
+        while self.lazy:
+            self.materialize(next(iter(self.lazy)))
+        return self._tree
+
+    @tree.setter
+    def tree(self, tree: ast.Module | None) -> None:
+        self._tree = tree
+
+    @property
+    def top_level(self) -> list[ast.stmt]:
+        """The top-level statements; a ``class``/``def`` among them may be a stub not parsed yet.
+        For readers of imports, assignments and ``if``/``try`` blocks only."""
+        return self._tree.body if self._tree is not None else []
+
+    def materialize(self, name: str) -> None:
+        """Parse the top-level definition ``name`` and put it in place of its stub."""
+        got = self.lazy.pop(name, None)
+        if got is None or self._tree is None:
+            return
+        index, begin, end = got
+        if self._offsets is None:
+            self._offsets = lazyparse.line_offsets(self.text)
+        node = lazyparse.parse_chunk(self.text, begin, end, name, str(self.path), self._offsets)
+        if node is None:
+            node = self._from_whole_file(name, begin)
+        if node is None:
+            return  # a syntax error inside this definition (reported); it stays an empty stub
+        stub = self._tree.body[index]
+        self._tree.body[index] = node
+        if dict.get(self.defs, name) is stub:
+            dict.__setitem__(self.defs, name, node)
+        _collect_defs(self, [node], "", 0)
+
+    def _from_whole_file(self, name: str, begin: int) -> ast.stmt | None:
+        if self._whole is None:
+            try:
+                self._whole = ast.parse(self.text, filename=str(self.path))
+            except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+                self._whole = ast.Module(body=[], type_ignores=[])
+                if self.on_late_error is not None:
+                    self.on_late_error(getattr(e, "msg", None) or type(e).__name__, getattr(e, "lineno", None) or begin)
+        for st in self._whole.body:
+            if isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and st.name == name \
+                    and min([st.lineno] + [d.lineno for d in st.decorator_list]) == begin:
+                return st
+        return None
 
     @property
     def lines(self) -> list[str]:
@@ -253,25 +310,53 @@ def _collect(tree: ast.Module, mod: ParsedModule) -> None:
                 walk(st.body, guards)
 
     walk(tree.body, ())
+    _collect_defs(mod, tree.body, "", 0)
 
-    def defs(stmts: list[ast.stmt], prefix: str, depth: int) -> None:
-        if depth > 20:
-            return
-        for st in stmts:
-            if isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                q = f"{prefix}{st.name}"
-                mod.defs.setdefault(q, st)
-                if isinstance(st, ast.ClassDef):
-                    defs(st.body, q + ".", depth + 1)
-            elif isinstance(st, ast.If):
-                defs(st.body, prefix, depth + 1)
-                defs(st.orelse, prefix, depth + 1)
-            elif isinstance(st, ast.Try):
-                defs(st.body, prefix, depth + 1)
-                for h in st.handlers:
-                    defs(h.body, prefix, depth + 1)
 
-    defs(tree.body, "", 0)
+def _collect_defs(mod: ParsedModule, stmts: list[ast.stmt], prefix: str, depth: int) -> None:
+    """Every class/def by qualname (the first definition of a name wins)."""
+    if depth > 20:
+        return
+    for st in stmts:
+        if isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            q = f"{prefix}{st.name}"
+            mod.defs.setdefault(q, st)
+            if isinstance(st, ast.ClassDef):
+                _collect_defs(mod, st.body, q + ".", depth + 1)
+        elif isinstance(st, ast.If):
+            _collect_defs(mod, st.body, prefix, depth + 1)
+            _collect_defs(mod, st.orelse, prefix, depth + 1)
+        elif isinstance(st, ast.Try):
+            _collect_defs(mod, st.body, prefix, depth + 1)
+            for h in st.handlers:
+                _collect_defs(mod, h.body, prefix, depth + 1)
+
+
+class _LazyDefs(dict):
+    """``ParsedModule.defs`` of a lazily parsed module: looking up ``X`` or ``X.y`` parses ``X``."""
+
+    def __init__(self, mod: ParsedModule) -> None:
+        super().__init__()
+        self.mod = mod
+
+    def _ensure(self, key: str) -> None:
+        lazy = self.mod.lazy
+        if lazy:
+            top = key.partition(".")[0]
+            if top in lazy:
+                self.mod.materialize(top)
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self._ensure(key)
+        return dict.get(self, key, default)
+
+    def __getitem__(self, key):  # type: ignore[override]
+        self._ensure(key)
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key) -> bool:  # type: ignore[override]
+        self._ensure(key)
+        return dict.__contains__(self, key)
 
 
 def _target_names(t: ast.AST) -> Iterator[str]:
@@ -307,6 +392,8 @@ class Index:
         self._guards: dict[tuple[str, int, bool], bool | None] = {}
         self._guarding: set[tuple[str, int, bool]] = set()
         self._resolved: dict[tuple[str, str], Symbol | None] = {}
+        # modules always parsed whole (the model's own file: a syntax error anywhere in it is an error)
+        self.parse_whole: set[str] = set()
 
     # ----------------------------------------------------------------- parsing
 
@@ -368,6 +455,8 @@ class Index:
                 "unreadable-file", mod.rel, what=mod.rel,
                 why="not valid UTF-8; undecodable bytes were replaced",
             )
+        if self._lazy_parse(mod):  # before the cache: loading a whole pickled tree costs more
+            return
         tree = self.cache.get(mod.digest) if self.cache is not None else None
         if tree is None:
             try:
@@ -392,6 +481,38 @@ class Index:
         except RecursionError:
             self.diagnostics.add("syntax-error", mod.rel, what=mod.rel,
                                  why="nesting too deep to index")
+
+    def _lazy_parse(self, mod: ParsedModule) -> bool:
+        """Parse a large module's skeleton, leaving its top-level definitions for when they are used.
+
+        Not when a parse cache writes as it goes (``--all``: its workers share whole trees
+        through it).  Such a module is not put in the cache: the skeleton and the few
+        definitions a run needs parse faster than a pickled whole tree loads.  False when
+        the module should be parsed whole.
+        """
+        if len(mod.text) < LAZY_MIN_CHARS or mod.name in self.parse_whole or not (
+                self.cache is None or getattr(self.cache, "defer_writes", False)):
+            return False
+        skeleton = lazyparse.split(mod.text)
+        if skeleton is None:
+            return False
+        try:
+            tree = ast.parse(skeleton.text, filename=str(mod.path))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return False  # the full parse reports it
+        positions = lazyparse.stub_positions(tree, skeleton)
+        if positions is None:
+            return False
+        mod.tree = tree
+        mod.defs = _LazyDefs(mod)
+        mod.lazy = {name: (positions[name], begin, end) for name, (begin, end, _kind) in skeleton.chunks.items()}
+        mod.on_late_error = lambda why, line: self.diagnostics.add(
+            "syntax-error", f"{mod.rel}:{line}", what=mod.rel, why=why)
+        try:
+            _collect(tree, mod)
+        except RecursionError:
+            self.diagnostics.add("syntax-error", mod.rel, what=mod.rel, why="nesting too deep to index")
+        return True
 
     def _top_level_def(self, dotted: str, name: str) -> Symbol | None:
         """``class name`` / ``def name`` at column 0 of a not-yet-parsed module, found by a text scan.
@@ -740,9 +861,7 @@ class Index:
     def entry_classes(self, mod: ParsedModule) -> list[tuple[str, ast.AST]]:
         """Names registered by ``EntryClass = X`` or ``EntryClass = [X, Y]`` (with +=)."""
         out: list[tuple[str, ast.AST]] = []
-        if mod.tree is None:
-            return out
-        for st in mod.tree.body:
+        for st in mod.top_level:
             targets: list[ast.AST] = []
             value = None
             if isinstance(st, ast.Assign):
