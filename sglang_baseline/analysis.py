@@ -268,18 +268,21 @@ def _class_calls(a: Analysis, lr: LayoutResult, classes: list[str], methods: lis
             shared = (a.index.serial, cls.dotted, m)  # backend and sampler paths do not depend on the model
             if key not in cache:
                 if shared in _CLASS_CALLS:
-                    cache[key] = _CLASS_CALLS[shared]
+                    cache[key], files = _CLASS_CALLS[shared]
+                    a.index.replay(files)
                 else:
                     dummy = Obj(cls=cls)
-                    path: ForwardPath | None = lr.forward.method_calls(dummy, m)
-                    cache[key] = _CLASS_CALLS[shared] = list(path.calls) if path else []
+                    with a.index.recording() as files:
+                        path: ForwardPath | None = lr.forward.method_calls(dummy, m)
+                    cache[key] = list(path.calls) if path else []
+                    _CLASS_CALLS[shared] = (cache[key], files)
             out.extend(cache[key])
         if out:
             break
     return out
 
 
-_CLASS_CALLS: dict[tuple[int, str, str], list[Call]] = register_node_cache({})
+_CLASS_CALLS: dict[tuple[int, str, str], tuple[list[Call], dict[str, str]]] = register_node_cache({})
 _CLASS_HOMES = ("sglang.srt.layers", "sglang.srt.layers.attention", "sglang.srt.layers.attention.linear",
                 "sglang.srt.layers.attention.nsa", "sglang.srt.layers.attention.dsa")
 
@@ -288,6 +291,8 @@ def find_class(index: Index, name: str) -> ClassSym | None:
     """A class by simple name: the usual homes first, then every file under layers/."""
     cached = _FOUND.get((index.serial, name))
     if cached is not None or (index.serial, name) in _FOUND:
+        if cached is not None:
+            index.module(cached.module)  # its file counts as read by this analysis
         return cached
     result = None
     srt = index.tree.srt

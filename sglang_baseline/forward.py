@@ -69,9 +69,8 @@ class ForwardReader:
         self.interp = interp
         self.catalog = catalog
         self._cache: dict[tuple, ForwardPath] = {}
-        self._func_cache: dict[tuple, list[Call]] = {}
-        self._reading: set[tuple] = set()  # helper functions being read (recursion)
-        self._cut = False  # set when a reading met a helper already being read
+        self._func_cache: dict[tuple, tuple[list[Call], dict[str, str]]] = {}
+        self._degraded = False  # an if-test could not be decided within its budget or the time limit
         self.quiet = Diagnostics()
         self._children: dict[int, tuple[Obj, set[str]]] = {}
 
@@ -160,7 +159,10 @@ class ForwardReader:
         try:
             v = self.interp.eval(test, frame)
             return truth(v)
-        except (_Raise, _Return, _Break, _Continue, RecursionError, BudgetExhausted):
+        except BudgetExhausted:
+            self._degraded = True
+            return None
+        except (_Raise, _Return, _Break, _Continue, RecursionError):
             return None
         except Exception:  # an unmodelled construct in a test: keep both sides
             return None
@@ -525,38 +527,30 @@ class ForwardReader:
     def _function_kernels(self, fsym: FuncSym, depth: int) -> list[Call]:
         key = (fsym, depth)
         if key in self._func_cache:
-            if key in self._reading:
-                self._cut = True  # a recursive helper: this reading is partial
-            return self._func_cache[key]
+            kernels, files = self._func_cache[key]
+            if files:
+                self.index.replay(files)  # for a reading being recorded around this one
+            return kernels
         # A helper function is read with unknown arguments and no instance, so what it finds
         # depends only on the source, the catalog and the layout: --all shares it between the
-        # models of a process, replaying the files it read and the warnings it raised.
+        # models of a process, replaying the files it read (and their read errors).
+        # Depth only grows along a chain of helpers, so a reading never meets itself.
         layout_key = getattr(self.interp.runtime, "layout_key", None)
         shared_key = (self.index.serial, id(self.catalog), layout_key(), fsym, depth) if layout_key else None
         hit = _SHARED_HELPERS.get(shared_key) if shared_key else None
-        if hit is not None and hit[3] is self.catalog:
-            kernels, files, diags, _ = hit
-            for rel, digest in files:
-                self.index.files_read.setdefault(rel, digest)
-            self.index.diagnostics.extend(diags)
-            self._func_cache[key] = kernels
+        if hit is not None and hit[2] is self.catalog:
+            kernels, files, _ = hit
+            self.index.replay(files)
+            self._func_cache[key] = (kernels, files)
             return kernels
-        files_before = set(self.index.files_read)
-        diags_before = len(self.index.diagnostics.items)
-        cut_before, self._cut = self._cut, False
-        self._func_cache[key] = []
-        self._reading.add(key)
-        try:
+        degraded, self._degraded = self._degraded, False
+        with self.index.recording() as files:
             kernels = self._read_function(fsym, depth)
-        finally:
-            self._reading.discard(key)
-        self._func_cache[key] = kernels
-        if shared_key and not self._cut and len(_SHARED_HELPERS) < 50_000:
-            files = [(r, d) for r, d in self.index.files_read.items() if r not in files_before]
-            diags = Diagnostics()
-            diags.items = list(self.index.diagnostics.items[diags_before:])
-            _SHARED_HELPERS[shared_key] = (kernels, files, diags, self.catalog)
-        self._cut = self._cut or cut_before
+        self._func_cache[key] = (kernels, files)
+        # a reading whose if-tests ran out of budget or time is this model's only
+        if shared_key and not self._degraded and len(_SHARED_HELPERS) < 50_000:
+            _SHARED_HELPERS[shared_key] = (kernels, files, self.catalog)
+        self._degraded = self._degraded or degraded
         return kernels
 
     def _read_function(self, fsym: FuncSym, depth: int) -> list[Call]:
@@ -612,8 +606,8 @@ _TEXTS: dict[int, tuple[ast.AST, str]] = register_node_cache({})
 _NODES: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = register_node_cache({})
 _SIMPLE: dict[int, tuple[ast.AST, bool]] = register_node_cache({})
 # helper-function readings shared by the analyses of a process: (index serial, catalog, layout,
-# function, depth) -> (kernel calls, files read, warnings raised); cleared with the node caches
-_SHARED_HELPERS: dict[tuple, tuple[list[Call], list[tuple[str, str]], Diagnostics, Catalog]] = register_node_cache({})
+# function, depth) -> (kernel calls, files used, catalog); cleared with the node caches
+_SHARED_HELPERS: dict[tuple, tuple[list[Call], dict[str, str], Catalog]] = register_node_cache({})
 _BUILT: dict[int, tuple[ast.AST, list[tuple[list[str], list[list[str]]]]]] = register_node_cache({})
 
 

@@ -120,14 +120,13 @@ def _write_tree(root: Path, files: dict[str, str]) -> None:
     (~19,000 snippet files) pays in full.
     """
     made = {""}
-    mode = 0o666 & ~_umask()
     base = str(root)
     for rel, text in files.items():
         folder = rel.rpartition("/")[0]
         if folder not in made:
             os.makedirs(os.path.join(base, folder), exist_ok=True)
             made.add(folder)
-        fd = os.open(os.path.join(base, rel), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(os.path.join(base, rel), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # less the umask
         try:
             data = memoryview(text.encode("utf-8"))
             while data:

@@ -19,6 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +146,7 @@ class ParsedModule:
     _offsets: list[int] | None = None
     _whole: ast.Module | None = None
     on_late_error: Callable[[str, int], None] | None = None
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, location, why) of reading it
 
     @property
     def tree(self) -> ast.Module | None:
@@ -391,7 +393,12 @@ class Index:
         self._top_defs: dict[str, dict[str, str]] = {}
         self._guards: dict[tuple[str, int, bool], bool | None] = {}
         self._guarding: set[tuple[str, int, bool]] = set()
-        self._resolved: dict[tuple[str, str], Symbol | None] = {}
+        self._resolved: dict[tuple[str, str], tuple[Symbol | None, dict[str, str]]] = {}
+        self._recording = 0  # open recording() blocks
+        self._by_rel: dict[str, ParsedModule] = {}
+        self._text_files: dict[str, tuple[str, str]] = {}  # module -> (rel, digest) of a text-scanned file
+        self._mro_files: dict[ClassSym, dict[str, str]] = {}
+        self._guard_files: dict[tuple[str, int, bool], dict[str, str]] = {}
         # modules always parsed whole (the model's own file: a syntax error anywhere in it is an error)
         self.parse_whole: set[str] = set()
 
@@ -403,6 +410,10 @@ class Index:
             self._modules.clear()
             self._mro.clear()
             self._mro_notes.clear()
+            self._mro_files.clear()
+            self._guard_files.clear()
+            self._by_rel.clear()
+            self._text_files.clear()
             self._texts.clear()
             self._top_defs.clear()
             self._guards.clear()
@@ -412,14 +423,35 @@ class Index:
         self.files_read = {}
         self._resolved.clear()  # a file read while resolving must be recorded for each analysis
 
+    @contextmanager
+    def recording(self) -> Iterator[dict[str, str]]:
+        """Collect every file used inside the block (rel path -> digest), for a result cached
+        beyond this analysis; the files are also kept for the analysis itself."""
+        outer, self.files_read = self.files_read, {}
+        self._recording += 1
+        try:
+            yield self.files_read
+        finally:
+            inner, self.files_read = self.files_read, outer
+            self._recording -= 1
+            for rel, digest in inner.items():
+                outer.setdefault(rel, digest)
+
+    def replay(self, files: dict[str, str]) -> None:
+        """A cached result is used: its files count as read by this analysis (with their read errors)."""
+        for rel, digest in files.items():
+            if rel not in self.files_read:
+                self.files_read[rel] = digest
+                mod = self._by_rel.get(rel)
+                if mod is not None:
+                    self._report(mod)
+
     def module(self, dotted: str) -> ParsedModule | None:
         if dotted in self._modules:
             mod = self._modules[dotted]
             if mod is not None and mod.digest and mod.rel not in self.files_read:
                 self.files_read[mod.rel] = mod.digest
-                if mod.error:
-                    self.diagnostics.add("syntax-error" if "line" in mod.error else "unreadable-file",
-                                         mod.rel, what=mod.rel, why=mod.error)
+                self._report(mod)
             return mod
         found = self.tree.module_file(dotted)
         if found is None:
@@ -428,11 +460,21 @@ class Index:
         path, is_pkg = found
         mod = ParsedModule(dotted, path, self.tree.rel(path), is_pkg)
         self._modules[dotted] = mod
+        self._by_rel[mod.rel] = mod
         if path.is_dir():
             mod.tree = ast.Module(body=[], type_ignores=[])
             return mod
         self._parse(mod)
         return mod
+
+    def _problem(self, mod: ParsedModule, kind: str, location: str, why: str) -> None:
+        """A problem reading or parsing a file: reported now, and again to each analysis that uses it."""
+        mod.problems.append((kind, location, why))
+        self.diagnostics.add(kind, location, what=mod.rel, why=why)
+
+    def _report(self, mod: ParsedModule) -> None:
+        for kind, location, why in mod.problems:
+            self.diagnostics.add(kind, location, what=mod.rel, why=why)
 
     def _parse(self, mod: ParsedModule) -> None:
         try:
@@ -442,7 +484,7 @@ class Index:
             data = mod.path.read_bytes()
         except (OSError, ValueError) as e:
             mod.error = str(e)
-            self.diagnostics.add("unreadable-file", mod.rel, what=mod.rel, why=str(e))
+            self._problem(mod, "unreadable-file", mod.rel, str(e))
             mod.tree = ast.Module(body=[], type_ignores=[])
             return
         mod.digest = hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -451,10 +493,7 @@ class Index:
             mod.text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             mod.text = data.decode("utf-8-sig", errors="replace")
-            self.diagnostics.add(
-                "unreadable-file", mod.rel, what=mod.rel,
-                why="not valid UTF-8; undecodable bytes were replaced",
-            )
+            self._problem(mod, "unreadable-file", mod.rel, "not valid UTF-8; undecodable bytes were replaced")
         if self._lazy_parse(mod):  # before the cache: loading a whole pickled tree costs more
             return
         tree = self.cache.get(mod.digest) if self.cache is not None else None
@@ -463,13 +502,11 @@ class Index:
                 tree = ast.parse(mod.text, filename=str(mod.path))
             except SyntaxError as e:
                 mod.error = f"line {e.lineno}: {e.msg}"
-                self.diagnostics.add("syntax-error", f"{mod.rel}:{e.lineno or 0}",
-                                     what=mod.rel, why=e.msg or "invalid syntax")
+                self._problem(mod, "syntax-error", f"{mod.rel}:{e.lineno or 0}", e.msg or "invalid syntax")
                 tree = None
             except (RecursionError, MemoryError, ValueError) as e:
                 mod.error = f"{type(e).__name__}: {e}"
-                self.diagnostics.add("syntax-error", mod.rel, what=mod.rel,
-                                     why=f"{type(e).__name__} while parsing")
+                self._problem(mod, "syntax-error", mod.rel, f"{type(e).__name__} while parsing")
                 tree = None
             if tree is not None and self.cache is not None:
                 self.cache.put(mod.digest, tree)
@@ -479,8 +516,7 @@ class Index:
         try:
             _collect(tree, mod)
         except RecursionError:
-            self.diagnostics.add("syntax-error", mod.rel, what=mod.rel,
-                                 why="nesting too deep to index")
+            self._problem(mod, "syntax-error", mod.rel, "nesting too deep to index")
 
     def _lazy_parse(self, mod: ParsedModule) -> bool:
         """Parse a large module's skeleton, leaving its top-level definitions for when they are used.
@@ -506,12 +542,11 @@ class Index:
         mod.tree = tree
         mod.defs = _LazyDefs(mod)
         mod.lazy = {name: (positions[name], begin, end) for name, (begin, end, _kind) in skeleton.chunks.items()}
-        mod.on_late_error = lambda why, line: self.diagnostics.add(
-            "syntax-error", f"{mod.rel}:{line}", what=mod.rel, why=why)
+        mod.on_late_error = lambda why, line: self._problem(mod, "syntax-error", f"{mod.rel}:{line}", why)
         try:
             _collect(tree, mod)
         except RecursionError:
-            self.diagnostics.add("syntax-error", mod.rel, what=mod.rel, why="nesting too deep to index")
+            self._problem(mod, "syntax-error", mod.rel, "nesting too deep to index")
         return True
 
     def _top_level_def(self, dotted: str, name: str) -> Symbol | None:
@@ -534,7 +569,9 @@ class Index:
                 return None
             text = data.decode("utf-8-sig", errors="replace")
             self._texts[dotted] = text
-            self.files_read.setdefault(self.tree.rel(found[0]), hashlib.blake2b(data, digest_size=16).hexdigest())
+            self._text_files[dotted] = (self.tree.rel(found[0]), hashlib.blake2b(data, digest_size=16).hexdigest())
+        rel, digest = self._text_files[dotted]
+        self.files_read.setdefault(rel, digest)
         defs = self._top_defs.get(dotted)
         if defs is None:
             defs = {}
@@ -606,26 +643,33 @@ class Index:
             return None
         key = (mod.name, id(test), polarity)
         if key in self._guards:
+            self.replay(self._guard_files.get(key, {}))
             return self._guards[key]
         if key in self._guarding:  # a guard that needs itself (module-level cycles): undecided
             return None
         self._guarding.add(key)
         try:
-            verdict = self.guard_evaluator(mod, test, polarity)
+            with self.recording() as used:
+                verdict = self.guard_evaluator(mod, test, polarity)
         finally:
             self._guarding.discard(key)
         self._guards[key] = verdict
+        self._guard_files[key] = used
         return verdict
 
     def resolve(self, module: str, name: str, _seen: frozenset = frozenset()) -> Symbol | None:
         """Resolve ``name`` as seen at the top level of ``module``."""
         key = (module, name)
         if not _seen:  # outermost lookups are memoised for the analysis (cleared by begin_analysis)
-            if key in self._resolved:
-                return self._resolved[key]
-            sym = self._resolve(module, name, _seen)
+            hit = self._resolved.get(key)
+            if hit is not None:
+                if self._recording and hit[1]:
+                    self.replay(hit[1])
+                return hit[0]
+            with self.recording() as used:
+                sym = self._resolve(module, name, _seen)
             if not self._guarding:  # an answer given while a guard is being decided may be provisional
-                self._resolved[key] = sym
+                self._resolved[key] = (sym, used)
             return sym
         return self._resolve(module, name, _seen)
 
@@ -797,7 +841,15 @@ class Index:
         if sym in self._mro:
             for note in self._mro_notes.get(sym, ()):  # the warnings belong to every analysis that uses it
                 self._mro_note(note, stack)
+            self.replay(self._mro_files.get(sym, {}))
             return self._mro[sym]
+        with self.recording() as used:
+            out = self._compute_mro(sym, stack)
+        if sym in self._mro:
+            self._mro_files[sym] = used
+        return out
+
+    def _compute_mro(self, sym: ClassSym, stack: tuple[ClassSym, ...]) -> list[Symbol]:
         where = self.module(sym.module)
         rel = where.rel if where else sym.module
         if len(stack) > 50:

@@ -9,6 +9,7 @@ alone.  Ordering is stable, so two runs diff cleanly.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -498,7 +499,10 @@ def render_snippets(a: Analysis, impl: Implementation, calls: list[KernelCall]) 
         for (s, e), function in sorted(found.items()):
             first, last = max(s - 2, 1), e + 2
             parts.append(_snippet(rel, first, last, function, read_snippet(a.index, rel, first, last)))
-        files[f"kernels/{_safe(rel.removesuffix('.py').replace('/', '.'))}.py"] = "\n".join(parts)
+        name = f"kernels/{_safe(rel.removesuffix('.py').replace('/', '.'))}.py"
+        if name in files:  # two paths with one safe name (non-ASCII, very long): keep both
+            name = f"kernels/{_safe(rel.removesuffix('.py').replace('/', '.'))[:100]}-{_short_hash(rel)}.py"
+        files[name] = "\n".join(parts)
     files["INDEX.md"] = ("# code_snippets\n\nExact source lines, each under a header naming the file (relative to "
                          "sglang/srt) and line range.\n\n" + "".join(f"- {f}\n" for f in sorted(files)))
     files[MARKER] = "written by sglang-baseline; replaced on every run\n"
@@ -508,6 +512,10 @@ def render_snippets(a: Analysis, impl: Implementation, calls: list[KernelCall]) 
 def _snippet(rel: str, start: int, end: int, what: str, body: str) -> str:
     header = f"# {what}\n# source: sglang/srt/{rel}:{start}-{end}\n\n"
     return header + body + ("\n" if not body.endswith("\n") else "")
+
+
+def _short_hash(s: str) -> str:
+    return hashlib.blake2b(s.encode(), digest_size=4).hexdigest()
 
 
 def _safe(s: str) -> str:

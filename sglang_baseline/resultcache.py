@@ -96,6 +96,7 @@ def tree_stamp(package: Path) -> str:
             try:
                 if e.is_dir():
                     stack.append(e.path)
+                    h.update(f"{e.path}/;".encode())  # a folder without .py files is still a package
                 elif e.name.endswith(".py"):
                     st = e.stat()
                     h.update(f"{e.path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns};".encode())

@@ -340,9 +340,11 @@ def config_classes(index: Index) -> dict[str, ClassSym]:
     """``model_type`` -> SGLang's config class, from ``sglang/srt/configs/*.py`` (once per index)."""
     cached = getattr(index, "_config_classes", None)
     if cached is not None:
-        return cached
-    out = _config_classes(index)
-    index._config_classes = out  # type: ignore[attr-defined]
+        index.replay(cached[1])
+        return cached[0]
+    with index.recording() as files:
+        out = _config_classes(index)
+    index._config_classes = (out, files)  # type: ignore[attr-defined]
     return out
 
 

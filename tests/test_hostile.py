@@ -284,3 +284,41 @@ def test_a_shared_index_gives_cached_warnings_to_every_analysis(tmp_path):
         index.mro(ClassSym("sglang.srt.layers.cyc_b", cls))
         seen.append([d.message for d in diags.items if d.kind == "mro-error"])
     assert seen[0] and seen[0] == seen[1] == seen[2]
+
+
+def test_all_reports_each_model_what_it_reports_alone(tmp_path):
+    # M1 reads the broken module first (directly), then a helper that reads it again; M2 only
+    # through that helper, whose reading --all shares between models: M2 must still be told.
+    srt = tmp_path / "tree" / "sglang" / "srt"
+    (srt / "models").mkdir(parents=True)
+    (srt / "layers").mkdir()
+    for d in (srt.parent, srt, srt / "models", srt / "layers"):
+        (d / "__init__.py").write_text("")
+    (srt / "layers" / "bad.py").write_text("def thing(x):\n    return x\n\ndef broken(:\n    pass\n")
+    (srt / "layers" / "helpers.py").write_text(
+        "from sglang.srt.layers import bad\nfrom sgl_kernel import rmsnorm\n\n\ndef helper(x):\n"
+        "    bad.thing(x)\n    return rmsnorm(x)\n")
+    for i, direct in ((1, "        bad.thing(x)\n"), (2, "")):
+        (srt / "layers" / f"norm{i}.py").write_text(
+            "from torch import nn\nfrom sglang.srt.layers import bad\nfrom sglang.srt.layers.helpers import helper\n\n\n"
+            "class RMSNorm(nn.Module):\n    def __init__(self, hidden_size):\n        super().__init__()\n\n"
+            f"    def forward(self, x):\n{direct}        return helper(x)\n")
+        (srt / "models" / f"m{i}.py").write_text(
+            f"from torch import nn\nfrom sglang.srt.layers.norm{i} import RMSNorm\n\n\nclass M{i}ForCausalLM(nn.Module):\n"
+            "    def __init__(self, config, quant_config=None, prefix=''):\n        super().__init__()\n"
+            "        self.norm = RMSNorm(config.hidden_size)\n\n    def forward(self, x):\n        return self.norm(x)\n\n\n"
+            f"EntryClass = M{i}ForCausalLM\n")
+
+    def warnings(folder) -> list[tuple[str, str]]:
+        impl = json.loads((folder / "sglang_implementation.json").read_text())
+        return sorted((w["kind"], w["location"]) for w in impl["warnings"])
+
+    r = run_cli("--all", "--sglang-path", str(tmp_path / "tree"), "--jobs", "1", "--no-cache", "--quiet",
+                output_dir=tmp_path / "all")
+    assert r.code == 0, r.err
+    for i in (1, 2):
+        alone = run_cli("--model-name", f"M{i}ForCausalLM", "--sglang-path", str(tmp_path / "tree"), "--no-cache",
+                        "--quiet", output_dir=tmp_path / f"alone{i}")
+        assert alone.code == 0, alone.err
+        assert ("syntax-error", "layers/bad.py:4") in warnings(tmp_path / f"alone{i}")
+        assert warnings(tmp_path / "all" / f"M{i}ForCausalLM") == warnings(tmp_path / f"alone{i}")
