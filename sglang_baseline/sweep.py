@@ -13,6 +13,7 @@ import argparse
 import gc
 import json
 import multiprocessing
+import multiprocessing.util
 import os
 import sys
 import time
@@ -116,9 +117,14 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
                 return asdict(row)
         index = _STATE.get("index")
         if index is None:
-            cache = ParseCache(Path(_STATE["cache_dir"])) if _STATE["cache_dir"] else None
+            # Deferred writes: large files are then parsed lazily (cheaper than whole pickled
+            # trees); the small files' trees are written when the worker exits, from a detached
+            # process (_flush_at_exit), so no model waits on pickling.
+            cache = ParseCache(Path(_STATE["cache_dir"]), defer_writes=True) if _STATE["cache_dir"] else None
             index = Index(SourceTree(source.root), None, cache)
             _STATE["index"] = index
+            if cache is not None and _STATE.get("worker"):
+                multiprocessing.util.Finalize(cache, cache.flush, kwargs={"background": True}, exitpriority=10)
         config = load_config(Path(config_path)) if config_path else None
         row.config = config_path or ""
         match = Match(chosen=reg, how="class", score=1.0, alternatives=[])
@@ -219,12 +225,18 @@ def run_all(source: SourceInfo, args: argparse.Namespace, cache_dir: Path, repor
         for t in tasks:
             rows.append(_one(t))
             bar.step(rows[-1]["model"])
+        index = _STATE.get("index")
+        if index is not None and index.cache is not None:
+            index.cache.flush(background=True)
     else:
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(state,), maxtasksperchild=400) as pool:
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=({**state, "worker": True},),
+                      maxtasksperchild=400) as pool:
             for row in pool.imap_unordered(_one, tasks, chunksize=1):
                 rows.append(row)
                 bar.step(row["model"])
+            pool.close()  # let the workers exit normally: they flush their parse-cache writes
+            pool.join()
     bar.close()
     rows.sort(key=lambda r: (r["file"], r["model"]))
     seconds = time.perf_counter() - t0
