@@ -521,10 +521,10 @@ class Index:
     def _lazy_parse(self, mod: ParsedModule) -> bool:
         """Parse a large module's skeleton, leaving its top-level definitions for when they are used.
 
-        Not when a parse cache writes as it goes (``--all``: its workers share whole trees
-        through it).  Such a module is not put in the cache: the skeleton and the few
-        definitions a run needs parse faster than a pickled whole tree loads.  False when
-        the module should be parsed whole.
+        Not when a parse cache writes whole trees as it goes (no caller does that now).
+        Such a module is not put in the cache: the skeleton and the few definitions a run
+        needs parse faster than a pickled whole tree loads.  False when the module should
+        be parsed whole.
         """
         if len(mod.text) < LAZY_MIN_CHARS or mod.name in self.parse_whole or not (
                 self.cache is None or getattr(self.cache, "defer_writes", False)):
