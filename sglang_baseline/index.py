@@ -542,6 +542,7 @@ class Index:
         mod.tree = tree
         mod.defs = _LazyDefs(mod)
         mod.lazy = {name: (positions[name], begin, end) for name, (begin, end, _kind) in skeleton.chunks.items()}
+        mod._offsets = skeleton.offsets
         mod.on_late_error = lambda why, line: self._problem(mod, "syntax-error", f"{mod.rel}:{line}", why)
         try:
             _collect(tree, mod)

@@ -16,6 +16,7 @@ a stub that is not where it should be, or a definition whose lines do not parse 
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ _NOT_A_START = frozenset(" \t#)]}\r\n\x0c")
 class Skeleton:
     text: str  # the source with each lazy definition reduced to a stub line
     chunks: dict[str, tuple[int, int, str]]  # name -> (first line, line after the last, kind), 1-based
+    offsets: list[int]  # character offset of each line of the source, and of its end
 
 
 def split(text: str) -> Skeleton | None:
@@ -65,7 +67,7 @@ def split(text: str) -> Skeleton | None:
         out[begin - 1] = f"{kind} {name}{'' if kind == 'class' else '()'}: pass\n"
         for i in range(begin, end - 1):
             out[i] = "\n"
-    return Skeleton("".join(out), chunks)
+    return Skeleton("".join(out), chunks, list(itertools.accumulate(map(len, lines), initial=0)))
 
 
 def stub_positions(tree: ast.Module, skeleton: Skeleton) -> dict[str, int] | None:
@@ -79,9 +81,23 @@ def stub_positions(tree: ast.Module, skeleton: Skeleton) -> dict[str, int] | Non
         if not isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or st.name != name:
             return None
         out[name] = i
-    eager = {n.name for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-             and n.name in out and n is not tree.body[out[n.name]]}
-    return None if eager else out
+    stubs = {id(tree.body[i]) for i in out.values()}
+    return None if any(name in out for name in _defined_in_blocks(tree.body, stubs)) else out
+
+
+def _defined_in_blocks(stmts: list[ast.stmt], stubs: set[int]):
+    """Names defined by module-level statements (inside ``if``/``try``/``with`` too), stubs aside."""
+    for st in stmts:
+        if isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            if id(st) not in stubs:
+                yield st.name
+            continue
+        for field in ("body", "orelse", "finalbody"):
+            inner = getattr(st, field, None)
+            if isinstance(inner, list):
+                yield from _defined_in_blocks(inner, stubs)
+        for handler in getattr(st, "handlers", None) or []:
+            yield from _defined_in_blocks(handler.body, stubs)
 
 
 def parse_chunk(text: str, begin: int, end: int, name: str, filename: str,
@@ -102,10 +118,7 @@ def parse_chunk(text: str, begin: int, end: int, name: str, filename: str,
 
 def line_offsets(text: str) -> list[int]:
     """Character offset of the start of each line, plus the end of the text."""
-    out = [0]
-    for line in _lines(text):
-        out.append(out[-1] + len(line))
-    return out
+    return list(itertools.accumulate(map(len, _lines(text)), initial=0))
 
 
 def _lines(text: str) -> list[str]:
