@@ -52,6 +52,7 @@ def main() -> int:
                "--sglang-path", f".examples-src/sglang-{args.release}", "--output-dir", f"examples/{name}", "--no-cache", "--quiet", *extra]
         subprocess.run(cmd, check=True, cwd=REPO)
         shutil.rmtree(out / "code_snippets", ignore_errors=True)
+        (out / ".sglang-baseline").unlink(missing_ok=True)  # the folder's write record: names the snippets
         shown = " ".join(["find-sglang-baseline", "--model-name", model, "--config", f"tests/data/{config}",
                           "--sglang-path", f"<sglang {args.release}>", *extra])
         lines.append(f"| [{name}]({name}/summary.md) | `{shown}` |")
