@@ -975,22 +975,38 @@ def _class_member_slow(node: ast.ClassDef, name: str) -> ast.AST | None:
     return found
 
 
-def iter_python_files(folder: Path, max_depth: int = 30) -> Iterator[Path]:
-    """Every ``*.py`` below ``folder``, not following symlinked folders (no loops)."""
-    stack = [(folder, 0)]
+def iter_tree(folder: Path, follow_symlinks: bool = False, max_depth: int = 30) -> Iterator[os.DirEntry]:
+    """Every entry below ``folder`` (by name; a folder before what it holds). Symlinked folders
+    are entered only with ``follow_symlinks``, and then each real folder once (no loops)."""
+    stack = [(str(folder), 0)]
+    seen: set[str] = set()
     while stack:
         d, depth = stack.pop()
         if depth > max_depth:
             continue
+        if follow_symlinks:
+            real = os.path.realpath(d)
+            if real in seen:
+                continue
+            seen.add(real)
         try:
             entries = sorted(os.scandir(d), key=lambda e: e.name)
         except OSError:
             continue
         for e in entries:
             try:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append((Path(e.path), depth + 1))
-                elif e.name.endswith(".py") and e.is_file():
-                    yield Path(e.path)
+                if e.is_dir(follow_symlinks=follow_symlinks):
+                    stack.append((e.path, depth + 1))
+                yield e
             except OSError:
                 continue
+
+
+def iter_python_files(folder: Path, max_depth: int = 30) -> Iterator[Path]:
+    """Every ``*.py`` below ``folder``, not following symlinked folders (no loops)."""
+    for e in iter_tree(folder, max_depth=max_depth):
+        try:
+            if e.name.endswith(".py") and e.is_file():
+                yield Path(e.path)
+        except OSError:
+            continue

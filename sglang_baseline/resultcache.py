@@ -23,6 +23,7 @@ from typing import Any
 
 from . import __version__
 from .fsutil import is_current, output_set_digest, write_atomic
+from .index import iter_tree
 
 FORMAT = 2
 
@@ -80,28 +81,15 @@ def tree_stamp(package: Path) -> str:
     on.  Any change anywhere in the tree therefore invalidates every ``--all`` entry.
     """
     h = hashlib.blake2b(digest_size=16)
-    stack = [str(package)]
-    seen: set[str] = set()
-    while stack:
-        folder = stack.pop()
-        real = os.path.realpath(folder)
-        if real in seen:  # symlink loops
-            continue
-        seen.add(real)
+    for e in iter_tree(package, follow_symlinks=True):
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            if e.is_dir():
+                h.update(f"{e.path}/;".encode())  # a folder without .py files is still a package
+            elif e.name.endswith(".py"):
+                st = e.stat()
+                h.update(f"{e.path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns};".encode())
         except OSError:
             continue
-        for e in entries:
-            try:
-                if e.is_dir():
-                    stack.append(e.path)
-                    h.update(f"{e.path}/;".encode())  # a folder without .py files is still a package
-                elif e.name.endswith(".py"):
-                    st = e.stat()
-                    h.update(f"{e.path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns};".encode())
-            except OSError:
-                continue
     return h.hexdigest()
 
 

@@ -112,3 +112,24 @@ def tree(tmp_path, release) -> Path:
     root = tmp_path / "tree"
     shutil.copytree(release("0.4.6") / "sglang", root / "sglang")
     return root
+
+
+def synthetic_tree(root: Path, files: dict[str, str]) -> Path:
+    """A minimal SGLang tree at ``root``: the ``sglang.srt.models`` and ``.layers`` packages and
+    ``files`` (paths relative to ``sglang/srt``)."""
+    srt = root / "sglang" / "srt"
+    for d in (srt / "models", srt / "layers"):
+        d.mkdir(parents=True, exist_ok=True)
+    for d in (srt.parent, srt, srt / "models", srt / "layers"):
+        (d / "__init__.py").write_text("")
+    for rel, text in files.items():
+        (srt / rel).write_text(text)
+    return root
+
+
+def norm_model(name: str, norm_module: str) -> str:
+    """A model file: ``<name>ForCausalLM`` holding one ``RMSNorm`` imported from ``norm_module``."""
+    return (f"from torch import nn\nfrom {norm_module} import RMSNorm\n\n\nclass {name}ForCausalLM(nn.Module):\n"
+            "    def __init__(self, config, quant_config=None, prefix=''):\n        super().__init__()\n"
+            "        self.norm = RMSNorm(config.hidden_size)\n\n    def forward(self, x):\n        return self.norm(x)\n\n\n"
+            f"EntryClass = {name}ForCausalLM\n")

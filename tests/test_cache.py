@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sglang_baseline.cache import ParseCache
 
-from .conftest import run_cli
+from .conftest import norm_model, run_cli, synthetic_tree
 from .test_hostile import add_model, tiny
 
 
@@ -134,26 +134,20 @@ def test_all_never_serves_a_model_whose_shared_dependency_changed(tmp_path):
     # Two models import a layer through a guarded import; in --all the guard is decided while
     # analysing the first and reused for the second, so only a whole-tree key sees the flag
     # change for both.
-    srt = tmp_path / "tree" / "sglang" / "srt"
-    (srt / "models").mkdir(parents=True)
-    (srt / "layers").mkdir()
-    for d in (srt.parent, srt, srt / "models", srt / "layers"):
-        (d / "__init__.py").write_text("")
-    (srt / "layers" / "flags.py").write_text("USE_A = True\n")
-    (srt / "layers" / "impl.py").write_text(
-        "from sglang.srt.layers.flags import USE_A\n\nif USE_A:\n    from sglang.srt.layers.impl_a import RMSNorm\n"
-        "else:\n    from sglang.srt.layers.impl_b import RMSNorm\n")
+    files = {
+        "layers/flags.py": "USE_A = True\n",
+        "layers/impl.py": "from sglang.srt.layers.flags import USE_A\n\nif USE_A:\n"
+                          "    from sglang.srt.layers.impl_a import RMSNorm\nelse:\n"
+                          "    from sglang.srt.layers.impl_b import RMSNorm\n",
+        "models/m1.py": norm_model("M1", "sglang.srt.layers.impl"),
+        "models/m2.py": norm_model("M2", "sglang.srt.layers.impl"),
+    }
     for name, kernel in (("impl_a", "rmsnorm"), ("impl_b", "gemma_rmsnorm")):
-        (srt / "layers" / f"{name}.py").write_text(
+        files[f"layers/{name}.py"] = (
             f"from torch import nn\nfrom sgl_kernel import {kernel}\n\n\nclass RMSNorm(nn.Module):\n"
             f"    def __init__(self, hidden_size):\n        super().__init__()\n\n"
             f"    def forward(self, x):\n        return {kernel}(x, self.weight, 1e-6)\n")
-    for m in ("M1", "M2"):
-        (srt / "models" / f"{m.lower()}.py").write_text(
-            f"from torch import nn\nfrom sglang.srt.layers.impl import RMSNorm\n\n\nclass {m}ForCausalLM(nn.Module):\n"
-            f"    def __init__(self, config, quant_config=None, prefix=''):\n        super().__init__()\n"
-            f"        self.norm = RMSNorm(config.hidden_size)\n\n    def forward(self, x):\n"
-            f"        return self.norm(x)\n\n\nEntryClass = {m}ForCausalLM\n")
+    srt = synthetic_tree(tmp_path / "tree", files) / "sglang" / "srt"
 
     def kernels() -> dict[str, set[str]]:
         r = run_cli("--all", "--sglang-path", str(tmp_path / "tree"), "--jobs", "1", "--cache-dir",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import run_cli
+from .conftest import norm_model, run_cli, synthetic_tree
 
 MARKER_CODE = "open({marker!r}, 'w').write('executed')\n"
 
@@ -271,11 +271,9 @@ def test_a_shared_index_gives_cached_warnings_to_every_analysis(tmp_path):
     from sglang_baseline.diagnostics import Diagnostics
     from sglang_baseline.index import ClassSym, Index, SourceTree
 
-    layers = tmp_path / "sglang" / "srt" / "layers"
-    layers.mkdir(parents=True)
-    (layers / "cyc_a.py").write_text("from sglang.srt.layers.cyc_b import B\nA = B\n")
-    (layers / "cyc_b.py").write_text("from sglang.srt.layers.cyc_a import A\nclass B(A):\n    pass\n"
-                                     "class C(B):\n    pass\n")
+    synthetic_tree(tmp_path, {"layers/cyc_a.py": "from sglang.srt.layers.cyc_b import B\nA = B\n",
+                              "layers/cyc_b.py": "from sglang.srt.layers.cyc_a import A\nclass B(A):\n    pass\n"
+                                                 "class C(B):\n    pass\n"})
     index = Index(SourceTree(tmp_path), Diagnostics())
     seen = []
     for cls in ("C", "B", "C"):
@@ -289,25 +287,18 @@ def test_a_shared_index_gives_cached_warnings_to_every_analysis(tmp_path):
 def test_all_reports_each_model_what_it_reports_alone(tmp_path):
     # M1 reads the broken module first (directly), then a helper that reads it again; M2 only
     # through that helper, whose reading --all shares between models: M2 must still be told.
-    srt = tmp_path / "tree" / "sglang" / "srt"
-    (srt / "models").mkdir(parents=True)
-    (srt / "layers").mkdir()
-    for d in (srt.parent, srt, srt / "models", srt / "layers"):
-        (d / "__init__.py").write_text("")
-    (srt / "layers" / "bad.py").write_text("def thing(x):\n    return x\n\ndef broken(:\n    pass\n")
-    (srt / "layers" / "helpers.py").write_text(
-        "from sglang.srt.layers import bad\nfrom sgl_kernel import rmsnorm\n\n\ndef helper(x):\n"
-        "    bad.thing(x)\n    return rmsnorm(x)\n")
+    files = {
+        "layers/bad.py": "def thing(x):\n    return x\n\ndef broken(:\n    pass\n",
+        "layers/helpers.py": "from sglang.srt.layers import bad\nfrom sgl_kernel import rmsnorm\n\n\ndef helper(x):\n"
+                             "    bad.thing(x)\n    return rmsnorm(x)\n",
+    }
     for i, direct in ((1, "        bad.thing(x)\n"), (2, "")):
-        (srt / "layers" / f"norm{i}.py").write_text(
+        files[f"layers/norm{i}.py"] = (
             "from torch import nn\nfrom sglang.srt.layers import bad\nfrom sglang.srt.layers.helpers import helper\n\n\n"
             "class RMSNorm(nn.Module):\n    def __init__(self, hidden_size):\n        super().__init__()\n\n"
             f"    def forward(self, x):\n{direct}        return helper(x)\n")
-        (srt / "models" / f"m{i}.py").write_text(
-            f"from torch import nn\nfrom sglang.srt.layers.norm{i} import RMSNorm\n\n\nclass M{i}ForCausalLM(nn.Module):\n"
-            "    def __init__(self, config, quant_config=None, prefix=''):\n        super().__init__()\n"
-            "        self.norm = RMSNorm(config.hidden_size)\n\n    def forward(self, x):\n        return self.norm(x)\n\n\n"
-            f"EntryClass = M{i}ForCausalLM\n")
+        files[f"models/m{i}.py"] = norm_model(f"M{i}", f"sglang.srt.layers.norm{i}")
+    synthetic_tree(tmp_path / "tree", files)
 
     def warnings(folder) -> list[tuple[str, str]]:
         impl = json.loads((folder / "sglang_implementation.json").read_text())

@@ -11,6 +11,8 @@ from sglang_baseline import lazyparse
 from sglang_baseline.diagnostics import Diagnostics
 from sglang_baseline.index import ClassSym, Index, SourceTree
 
+from .conftest import synthetic_tree
+
 
 def reassembled(text: str) -> ast.Module | None:
     skeleton = lazyparse.split(text)
@@ -81,12 +83,7 @@ def test_doubtful_splits_parse_the_whole_file(text):
 
 
 def _index_with(tmp_path, name: str, body: str) -> Index:
-    layers = tmp_path / "sglang" / "srt" / "layers"
-    layers.mkdir(parents=True)
-    for d in (layers.parent.parent, layers.parent, layers):
-        (d / "__init__.py").write_text("")
-    (layers / f"{name}.py").write_text(body)
-    return Index(SourceTree(tmp_path), Diagnostics())
+    return Index(SourceTree(synthetic_tree(tmp_path, {f"layers/{name}.py": body})), Diagnostics())
 
 
 def test_a_definition_is_parsed_on_first_lookup(tmp_path):
