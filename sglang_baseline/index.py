@@ -40,9 +40,12 @@ def register_node_cache(cache: dict) -> dict:
     return cache
 
 
-_TOP_DEF = re.compile(r"^(class|def|async def)\s+([A-Za-z_]\w*)", re.M)
-_TOP_ASSIGN = re.compile(r"^([A-Za-z_]\w*)\s*(?::[^=\n]*)?=[^=]", re.M)
-_TOP_IMPORT = re.compile(r"^from\s+\S+\s+import\s+(\([^)]*\)|[^\n]*)", re.M)
+# Column-0 statements, matched after a newline (run on "\n" + text): a pattern that starts with a
+# literal is searched for by it, ~4x faster than ``^`` with re.M; the lookahead consumes nothing
+# past the newline, so consecutive lines match as with ``^``.
+_TOP_DEF = re.compile(r"\n(?=(class|def|async def)\s+([A-Za-z_]\w*))")
+_TOP_ASSIGN = re.compile(r"\n(?=([A-Za-z_]\w*)\s*(?::[^=\n]*)?=[^=])")
+_TOP_IMPORT = re.compile(r"\n(?=from\s+\S+\s+import\s+(\([^)]*\)|[^\n]*))")
 
 
 # --------------------------------------------------------------------------- symbols
@@ -576,6 +579,7 @@ class Index:
         defs = self._top_defs.get(dotted)
         if defs is None:
             defs = {}
+            text = "\n" + text
             for m in _TOP_DEF.finditer(text):
                 kind, n = m.group(1), m.group(2)
                 defs[n] = "many" if n in defs else kind
