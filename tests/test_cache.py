@@ -159,3 +159,19 @@ def test_all_never_serves_a_model_whose_shared_dependency_changed(tmp_path):
     assert kernels() == {"M1": {"sgl_kernel.rmsnorm"}, "M2": {"sgl_kernel.rmsnorm"}}
     (srt / "layers" / "flags.py").write_text("USE_A = False\n")
     assert kernels() == {"M1": {"sgl_kernel.gemma_rmsnorm"}, "M2": {"sgl_kernel.gemma_rmsnorm"}}
+
+
+def test_all_workers_write_their_parse_cache_when_they_exit(tmp_path):
+    files = {"layers/norm.py": "from torch import nn\n\n\nclass RMSNorm(nn.Module):\n    def forward(self, x):\n"
+                               "        return x\n",
+             "models/m1.py": norm_model("M1", "sglang.srt.layers.norm"),
+             "models/m2.py": norm_model("M2", "sglang.srt.layers.norm")}
+    synthetic_tree(tmp_path / "tree", files)
+    r = run_cli("--all", "--sglang-path", str(tmp_path / "tree"), "--jobs", "2", "--cache-dir", str(tmp_path / "cache"),
+                "--quiet", output_dir=tmp_path / "out")
+    assert r.code == 0, r.err
+    cache = ParseCache(tmp_path / "cache")
+    deadline = time.monotonic() + 20  # written from detached processes after the run
+    while time.monotonic() < deadline and len(_entries(cache)) < 3:
+        time.sleep(0.1)
+    assert len(_entries(cache)) >= 3  # norm.py and both model files (each worker writes what it parsed)
