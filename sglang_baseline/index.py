@@ -148,7 +148,8 @@ class ParsedModule:
     lazy: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     _offsets: list[int] | None = None
     _whole: ast.Module | None = None
-    on_late_error: Callable[[str, int], None] | None = None
+    on_late_error: Callable[[str, str], None] | None = None  # (location, why) -> a warning now
+    broken: dict[str, tuple[str, str]] = field(default_factory=dict)  # lazy definition -> (location, why)
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, location, why) of reading it
 
     @property
@@ -179,8 +180,10 @@ class ParsedModule:
         node = lazyparse.parse_chunk(self.text, begin, end, name, str(self.path), self._offsets)
         if node is None:
             node = self._from_whole_file(name, begin)
-        if node is None:
-            return  # a syntax error inside this definition (reported); it stays an empty stub
+        if node is None:  # a syntax error inside this definition: it stays an empty stub
+            self.broken[name] = self.broken.get(name) or (f"{self.rel}:{begin}", "invalid syntax")
+            self.report_broken(name)
+            return
         stub = self._tree.body[index]
         self._tree.body[index] = node
         if dict.get(self.defs, name) is stub:
@@ -193,13 +196,20 @@ class ParsedModule:
                 self._whole = ast.parse(self.text, filename=str(self.path))
             except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
                 self._whole = ast.Module(body=[], type_ignores=[])
-                if self.on_late_error is not None:
-                    self.on_late_error(getattr(e, "msg", None) or type(e).__name__, getattr(e, "lineno", None) or begin)
+                line = getattr(e, "lineno", None) or begin
+                why = getattr(e, "msg", None) or type(e).__name__
+                self.error = f"line {line}: {why}"  # Python could not import this module
+                self.broken[name] = (f"{self.rel}:{line}", why)
         for st in self._whole.body:
             if isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and st.name == name \
                     and min([st.lineno] + [d.lineno for d in st.decorator_list]) == begin:
                 return st
         return None
+
+    def report_broken(self, name: str) -> None:
+        """A definition that does not parse is reported to each analysis that looks it up."""
+        if name in self.broken and self.on_late_error is not None:
+            self.on_late_error(*self.broken[name])
 
     @property
     def lines(self) -> list[str]:
@@ -345,11 +355,13 @@ class _LazyDefs(dict):
         self.mod = mod
 
     def _ensure(self, key: str) -> None:
-        lazy = self.mod.lazy
-        if lazy:
+        mod = self.mod
+        if mod.lazy or mod.broken:
             top = key.partition(".")[0]
-            if top in lazy:
-                self.mod.materialize(top)
+            if top in mod.lazy:
+                mod.materialize(top)
+            elif top in mod.broken:
+                mod.report_broken(top)
 
     def get(self, key, default=None):  # type: ignore[override]
         self._ensure(key)
@@ -452,9 +464,11 @@ class Index:
     def module(self, dotted: str) -> ParsedModule | None:
         if dotted in self._modules:
             mod = self._modules[dotted]
-            if mod is not None and mod.digest and mod.rel not in self.files_read:
-                self.files_read[mod.rel] = mod.digest
-                self._report(mod)
+            if mod is not None and mod.rel not in self.files_read:
+                if mod.digest:
+                    self.files_read[mod.rel] = mod.digest
+                if mod.problems:  # (a file that could not be read has no digest: reported at each use)
+                    self._report(mod)
             return mod
         found = self.tree.module_file(dotted)
         if found is None:
@@ -546,7 +560,7 @@ class Index:
         mod.defs = _LazyDefs(mod)
         mod.lazy = {name: (positions[name], begin, end) for name, (begin, end, _kind) in skeleton.chunks.items()}
         mod._offsets = skeleton.offsets
-        mod.on_late_error = lambda why, line: self._problem(mod, "syntax-error", f"{mod.rel}:{line}", why)
+        mod.on_late_error = lambda location, why: self.diagnostics.add("syntax-error", location, what=mod.rel, why=why)
         try:
             _collect(tree, mod)
         except RecursionError:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 _HEAD = re.compile(r"(async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)")
 _LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
+_LONE_CR = re.compile(r"\r(?!\n)")
 _NOT_A_START = frozenset(" \t#)]}\r\n\x0c")
 
 
@@ -34,6 +35,8 @@ class Skeleton:
 
 def split(text: str) -> Skeleton | None:
     """The skeleton of ``text``, or None when the file should be parsed whole."""
+    if "\x0c" in text or _LONE_CR.search(text):
+        return None  # form feeds and bare carriage returns start lines the split would not see
     lines = _lines(text)
     starts = [i for i, line in enumerate(lines) if line[:1] and line[:1] not in _NOT_A_START]
     starts.append(len(lines))
@@ -48,20 +51,33 @@ def split(text: str) -> Skeleton | None:
             break
         m = _HEAD.match(lines[starts[k]])
         if m is None:
+            if k > first:
+                return None  # decorators not followed by their def at column 0 (a continued decorator)
             k += 1
             continue
         kind, name = m.group(1), m.group(2)
         begin, end = starts[first], starts[k + 1]
         k += 1
-        body = "".join(lines[begin:end])
-        if body.count('"""') % 2 or body.count("'''") % 2 or body.rstrip().endswith("\\"):
-            return None  # the split may fall inside a string or a continued line
+        if "".join(lines[begin:end]).rstrip().endswith("\\"):
+            return None  # a continued line
         if name in seen:
             return None  # defined twice: which one wins is for the full parser to say
         seen.add(name)
         chunks[name] = (begin + 1, end + 1, "class" if kind == "class" else "async def" if kind != "def" else "def")
     if not chunks:
         return None
+    # Each definition, and the code between two definitions (kept as it is), must hold whole
+    # triple-quoted strings: otherwise a split may fall inside one (a heuristic: a quote
+    # character inside a comment or another string can fool it).
+    bounds = sorted((b - 1, e - 1) for b, e, _k in chunks.values())
+    pieces = [piece for (b, e), nxt in zip(bounds, [*(x[0] for x in bounds[1:]), len(lines)])
+              for piece in ((b, e), (e, nxt))]
+    if bounds[0][0] > 0:
+        pieces.append((0, bounds[0][0]))
+    for a, b in pieces:
+        text_piece = "".join(lines[a:b])
+        if text_piece.count('"""') % 2 or text_piece.count("'''") % 2:
+            return None
     out = list(lines)
     for name, (begin, end, kind) in chunks.items():
         out[begin - 1] = f"{kind} {name}{'' if kind == 'class' else '()'}: pass\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import textwrap
 
 import pytest
@@ -11,7 +12,7 @@ from sglang_baseline import lazyparse
 from sglang_baseline.diagnostics import Diagnostics
 from sglang_baseline.index import ClassSym, Index, SourceTree
 
-from .conftest import synthetic_tree
+from .conftest import norm_model, run_cli, synthetic_tree
 
 
 def reassembled(text: str) -> ast.Module | None:
@@ -76,6 +77,9 @@ def test_decorators_signatures_and_async_definitions_split_exactly():
     'def f():\n    s = """\nx = 1\n"""\n    return s\n',  # column-0 text inside a string
     "def f():\n    return 1\n\n\ndef f():\n    return 2\n",  # defined twice
     "def f():\n    return 1 + \\\n2\n",  # a continued line at column 0
+    "def f():\n    return 1\n\x0cdef g():\n    return 2\nY = 3\n",  # a form feed starts a top-level line
+    "class A:\r    x = 1\r\rdef g():\r    return 2\r",  # bare carriage returns end lines
+    "@dec(\n'arg')\ndef f():\n    return 1\n\n\ndef g():\n    return 2\n",  # a decorator continued at column 0
 ])
 def test_doubtful_splits_parse_the_whole_file(text):
     tree = reassembled(text)
@@ -114,3 +118,71 @@ def test_small_files_are_parsed_whole(tmp_path):
             return 1
     """))
     assert not index.module("sglang.srt.layers.small").lazy
+
+
+PAD = "".join(f"# padding line {i} {'x' * 70}\n" for i in range(120))  # makes a file large enough to split
+
+
+def _warnings(folder) -> list[tuple[str, str]]:
+    impl = json.loads((folder / "sglang_implementation.json").read_text())
+    return sorted((w["kind"], w["location"]) for w in impl["warnings"])
+
+
+def _all_and_alone(root, out, models):
+    r = run_cli("--all", "--sglang-path", str(root), "--jobs", "1", "--no-cache", "--quiet", output_dir=out / "all")
+    assert r.code == 0, r.err
+    rows = {row["model"]: row for row in json.loads((out / "all" / "index.json").read_text())["models"]}
+    alone = {m: run_cli("--model-name", m, "--sglang-path", str(root), "--no-cache", "--quiet", output_dir=out / m)
+             for m in models}
+    return rows, alone
+
+
+def test_a_syntax_error_in_a_used_definition_reaches_only_its_users_in_all(tmp_path):
+    big = ("from sgl_kernel import rmsnorm\n\n\ndef ok(x):\n    return rmsnorm(x)\n\n\n"
+           "def broken(x):\n    return rmsnorm(x) +\n\n\n" + PAD)
+    norm = ("from torch import nn\nfrom sglang.srt.layers import big\n\n\nclass RMSNorm(nn.Module):\n"
+            "    def __init__(self, hidden_size):\n        super().__init__()\n\n"
+            "    def forward(self, x):\n        return big.{}(x)\n")
+    root = synthetic_tree(tmp_path / "tree", {
+        "layers/big.py": big, "layers/norm1.py": norm.format("broken"), "layers/norm2.py": norm.format("ok"),
+        "models/m1.py": norm_model("M1", "sglang.srt.layers.norm1") + "#" * 500,  # larger: analysed first
+        "models/m2.py": norm_model("M2", "sglang.srt.layers.norm2")})
+    rows, alone = _all_and_alone(root, tmp_path / "out", ["M1ForCausalLM", "M2ForCausalLM"])
+    for m, r in alone.items():
+        assert r.code == 0, r.err
+        assert _warnings(tmp_path / "out" / "all" / m) == _warnings(tmp_path / "out" / m)
+    assert ("syntax-error", "layers/big.py:9") in _warnings(tmp_path / "out" / "M1ForCausalLM")
+    assert ("syntax-error", "layers/big.py:9") not in _warnings(tmp_path / "out" / "M2ForCausalLM")
+
+
+def test_the_models_own_file_parses_whole_even_when_another_model_read_it_first(tmp_path):
+    x = ("from torch import nn\n\n\nclass XModel(nn.Module):\n    def __init__(self, config):\n        super().__init__()\n\n"
+         "    def forward(self, x):\n        return x\n\n\n"
+         "class XForCausalLM(nn.Module):\n    def __init__(self, config, quant_config=None, prefix=''):\n"
+         "        super().__init__()\n        self.model = XModel(config)\n\n    def forward(self, x):\n"
+         "        return self.model(x)\n\n\ndef unused(x):\n    return x +\n\n\n" + PAD + "EntryClass = XForCausalLM\n")
+    y = ("from torch import nn\nfrom sglang.srt.models.x import XModel\n\n\nclass YForCausalLM(nn.Module):\n"
+         "    def __init__(self, config, quant_config=None, prefix=''):\n        super().__init__()\n"
+         "        self.model = XModel(config)\n\n    def forward(self, x):\n        return self.model(x)\n\n\n"
+         + PAD + PAD + "EntryClass = YForCausalLM\n")  # larger: analysed first, reads x.py lazily
+    root = synthetic_tree(tmp_path / "tree", {"models/x.py": x, "models/y.py": y})
+    rows, alone = _all_and_alone(root, tmp_path / "out", ["XForCausalLM"])
+    assert alone["XForCausalLM"].code == 5 and "models/x.py" in alone["XForCausalLM"].err
+    assert rows["XForCausalLM"]["status"] == "error" and "cannot be analysed" in rows["XForCausalLM"]["error"]
+    assert rows["YForCausalLM"]["status"] == "ok"
+
+
+def test_an_unreadable_file_is_reported_to_every_model_that_uses_it(tmp_path, monkeypatch):
+    from sglang_baseline import index as index_module
+
+    monkeypatch.setattr(index_module, "MAX_FILE_BYTES", 2000)  # stands in for a file over 4 MB
+    root = synthetic_tree(tmp_path / "tree", {
+        "layers/huge.py": "def helper(x):\n    return x\n" + PAD,
+        "layers/norm.py": "from torch import nn\nfrom sglang.srt.layers.huge import helper\n\n\n"
+                          "class RMSNorm(nn.Module):\n    def forward(self, x):\n        return helper(x)\n",
+        "models/m1.py": norm_model("M1", "sglang.srt.layers.norm") + "#" * 500,
+        "models/m2.py": norm_model("M2", "sglang.srt.layers.norm")})
+    rows, alone = _all_and_alone(root, tmp_path / "out", ["M1ForCausalLM", "M2ForCausalLM"])
+    for m in ("M1ForCausalLM", "M2ForCausalLM"):
+        assert ("unreadable-file", "layers/huge.py") in _warnings(tmp_path / "out" / m)
+        assert _warnings(tmp_path / "out" / "all" / m) == _warnings(tmp_path / "out" / m)
