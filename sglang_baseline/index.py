@@ -429,6 +429,7 @@ class Index:
             self._guard_files.clear()
             self._by_rel.clear()
             self._text_files.clear()
+            self.__dict__.pop("_config_classes", None)  # runtime.config_classes' memo: its files are gone too
             self._texts.clear()
             self._top_defs.clear()
             self._guards.clear()
