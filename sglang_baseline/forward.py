@@ -728,10 +728,6 @@ def cls_depth(index: Index, cls: ClassSym, owner: ClassSym) -> int:
         return len(mro)
 
 
-def kernel_matches(dotted: str, patterns: list[str]) -> bool:
-    return kernel_rank(dotted, patterns) is not None
-
-
 def kernel_rank(dotted: str, patterns: list[str]) -> int | None:
     """Index of the first pattern the kernel name matches (lower is a better match)."""
     key = (dotted, tuple(patterns))
