@@ -421,17 +421,18 @@ def _truthy(v: Any) -> bool:
     return truth(v) is True
 
 
-_MLA_ARCHS: dict[int, tuple[ast.AST, list[str]]] = register_node_cache({})
+_MLA_ARCHS: dict[int, tuple[Any, list[str]]] = register_node_cache({})
 
 
 def mla_architectures(index: Index) -> list[str]:
     """Architectures SGLang's model config marks as MLA (read from configs/model_config.py)."""
     mod = index.module("sglang.srt.configs.model_config")
-    if mod is None or mod.tree is None:
+    if mod is None:
         return []
-    got = _MLA_ARCHS.get(id(mod.tree))
-    if got is None:
-        got = _MLA_ARCHS[id(mod.tree)] = (mod.tree, _mla_architectures(mod.tree))
+    got = _MLA_ARCHS.get(id(mod))
+    if got is None or got[0] is not mod:
+        mod.materialize_containing("attention_arch")  # not the whole file: the rest is not needed
+        got = _MLA_ARCHS[id(mod)] = (mod, _mla_architectures(ast.Module(body=mod.top_level, type_ignores=[])))
     return list(got[1])
 
 

@@ -190,6 +190,12 @@ class ParsedModule:
             dict.__setitem__(self.defs, name, node)
         _collect_defs(self, [node], "", 0)
 
+    def materialize_containing(self, needle: str) -> None:
+        """Parse the definitions not parsed yet whose source contains ``needle``."""
+        for name, (_index, begin, end) in list(self.lazy.items()):
+            if self._offsets is not None and needle in self.text[self._offsets[begin - 1]:self._offsets[end - 1]]:
+                self.materialize(name)
+
     def _from_whole_file(self, name: str, begin: int) -> ast.stmt | None:
         if self._whole is None:
             try:
