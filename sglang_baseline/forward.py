@@ -506,7 +506,9 @@ class ForwardReader:
                 t = t.value
             return t.attr if isinstance(t, ast.Attribute) else getattr(t, "id", "")
 
-        for n in ast.walk(mod.tree) if mod.tree is not None else []:
+        for name in wrappers:  # only the definitions that name a wrapper class need parsing
+            mod.materialize_containing(name)
+        for n in ast.walk(ast.Module(body=mod.top_level, type_ignores=[])):
             if isinstance(n, ast.Assign):
                 c = cls_of(n.value)
                 if c:
