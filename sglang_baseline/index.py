@@ -175,8 +175,7 @@ class ParsedModule:
         if got is None or self._tree is None:
             return
         index, begin, end = got
-        if self._offsets is None:
-            self._offsets = lazyparse.line_offsets(self.text)
+        assert self._offsets is not None  # set with ``lazy``
         node = lazyparse.parse_chunk(self.text, begin, end, name, str(self.path), self._offsets)
         if node is None:
             node = self._from_whole_file(name, begin)
@@ -193,7 +192,7 @@ class ParsedModule:
     def materialize_containing(self, needle: str) -> None:
         """Parse the definitions not parsed yet whose source contains ``needle``."""
         for name, (_index, begin, end) in list(self.lazy.items()):
-            if self._offsets is not None and needle in self.text[self._offsets[begin - 1]:self._offsets[end - 1]]:
+            if needle in self.text[self._offsets[begin - 1]:self._offsets[end - 1]]:  # type: ignore[index]
                 self.materialize(name)
 
     def _from_whole_file(self, name: str, begin: int) -> ast.stmt | None:
@@ -518,9 +517,8 @@ class Index:
         except UnicodeDecodeError:
             mod.text = data.decode("utf-8-sig", errors="replace")
             self._problem(mod, "unreadable-file", mod.rel, "not valid UTF-8; undecodable bytes were replaced")
-        if self._lazy_parse(mod):  # before the cache: loading a whole pickled tree costs more
-            return
-        tree = self.cache.get(mod.digest) if self.cache is not None else None
+        # lazily first: the skeleton parses faster than a whole pickled tree loads
+        tree = self._skeleton(mod) or (self.cache.get(mod.digest) if self.cache is not None else None)
         if tree is None:
             try:
                 tree = ast.parse(mod.text, filename=str(mod.path))
@@ -542,37 +540,27 @@ class Index:
         except RecursionError:
             self._problem(mod, "syntax-error", mod.rel, "nesting too deep to index")
 
-    def _lazy_parse(self, mod: ParsedModule) -> bool:
-        """Parse a large module's skeleton, leaving its top-level definitions for when they are used.
-
-        Not when a parse cache writes whole trees as it goes (no caller does that now).
-        Such a module is not put in the cache: the skeleton and the few definitions a run
-        needs parse faster than a pickled whole tree loads.  False when the module should
-        be parsed whole.
-        """
-        if len(mod.text) < LAZY_MIN_CHARS or mod.name in self.parse_whole or not (
-                self.cache is None or getattr(self.cache, "defer_writes", False)):
-            return False
+    def _skeleton(self, mod: ParsedModule) -> ast.Module | None:
+        """A large module's skeleton, its top-level definitions left for when they are used
+        (and ``mod`` set up to parse them); None when the module should be parsed whole.
+        Such a module is not put in the parse cache."""
+        if len(mod.text) < LAZY_MIN_CHARS or mod.name in self.parse_whole:
+            return None
         skeleton = lazyparse.split(mod.text)
         if skeleton is None:
-            return False
+            return None
         try:
             tree = ast.parse(skeleton.text, filename=str(mod.path))
         except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return False  # the full parse reports it
+            return None  # the full parse reports it
         positions = lazyparse.stub_positions(tree, skeleton)
         if positions is None:
-            return False
-        mod.tree = tree
+            return None
         mod.defs = _LazyDefs(mod)
         mod.lazy = {name: (positions[name], begin, end) for name, (begin, end, _kind) in skeleton.chunks.items()}
         mod._offsets = skeleton.offsets
         mod.on_late_error = lambda location, why: self.diagnostics.add("syntax-error", location, what=mod.rel, why=why)
-        try:
-            _collect(tree, mod)
-        except RecursionError:
-            self._problem(mod, "syntax-error", mod.rel, "nesting too deep to index")
-        return True
+        return tree
 
     def _top_level_def(self, dotted: str, name: str) -> Symbol | None:
         """``class name`` / ``def name`` at column 0 of a not-yet-parsed module, found by a text scan.

@@ -132,11 +132,6 @@ def parse_chunk(text: str, begin: int, end: int, name: str, filename: str,
     return node
 
 
-def line_offsets(text: str) -> list[int]:
-    """Character offset of the start of each line, plus the end of the text."""
-    return list(itertools.accumulate(map(len, _lines(text)), initial=0))
-
-
 def _lines(text: str) -> list[str]:
     """Lines with their ends, split at ``\n`` only (as the parser counts them; not at form feeds)."""
     return _LINE.findall(text)

@@ -23,9 +23,8 @@ def reassembled(text: str) -> ast.Module | None:
     positions = lazyparse.stub_positions(tree, skeleton)
     if positions is None:
         return None
-    offsets = lazyparse.line_offsets(text)
     for name, (begin, end, _kind) in skeleton.chunks.items():
-        tree.body[positions[name]] = lazyparse.parse_chunk(text, begin, end, name, "x.py", offsets)
+        tree.body[positions[name]] = lazyparse.parse_chunk(text, begin, end, name, "x.py", skeleton.offsets)
     return tree
 
 
