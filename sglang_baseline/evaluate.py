@@ -37,7 +37,7 @@ from .index import (
     ParsedModule,
     ValueSym,
     class_member,
-    register_node_cache,
+    node_text,
 )
 from .values import (
     Alt,
@@ -1717,19 +1717,11 @@ class _ExternalSuper:
 def _unparse(node: Any) -> str:
     if node is None:
         return "None"
-    got = _UNPARSED.get(id(node))
-    if got is not None and got[0] is node:
-        return got[1]
     try:
-        s = ast.unparse(node)
+        s = node_text(node)
     except Exception:
         return "<expr>"
-    s = s if len(s) <= 200 else s[:197] + "..."
-    _UNPARSED[id(node)] = (node, s)
-    return s
-
-
-_UNPARSED: dict[int, tuple[Any, str]] = register_node_cache({})
+    return s if len(s) <= 200 else s[:197] + "..."
 
 
 def _load(target: ast.AST) -> ast.AST:

@@ -27,7 +27,17 @@ from typing import Any
 from .catalog import Catalog
 from .diagnostics import Diagnostics
 from .evaluate import BudgetExhausted, Frame, Interpreter, _Break, _Continue, _Raise, _Return, truth
-from .index import ClassSym, ExternalSym, FuncSym, Index, ModuleSym, ParsedModule, ValueSym, register_node_cache
+from .index import (
+    ClassSym,
+    ExternalSym,
+    FuncSym,
+    Index,
+    ModuleSym,
+    ParsedModule,
+    ValueSym,
+    node_text,
+    register_node_cache,
+)
 from .values import Obj, Site, Sym
 
 MAX_FOLLOW = 2  # levels of helper functions followed to find kernels
@@ -203,7 +213,7 @@ class ForwardReader:
             if isinstance(st, ast.If):
                 t = self._decide(st.test, frame)
                 self._calls_in(st.test, obj, frame, out, depth, via, conds)
-                text = _test_text(st.test) if t is None else ""
+                text = node_text(st.test) if t is None else ""
                 if t is not False:
                     self._block(st.body, obj, frame, out, depth, via, conds + ((text,) if t is None else ()))
                 if t is not True:
@@ -228,7 +238,7 @@ class ForwardReader:
                 if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name):
                     # remember simple local aliases of attributes (w = self.decode_wrapper)
                     if isinstance(st.value, (ast.Attribute, ast.Subscript, ast.Name)):
-                        frame.notes.setdefault("aliases", {})[st.targets[0].id] = _test_text(st.value)
+                        frame.notes.setdefault("aliases", {})[st.targets[0].id] = node_text(st.value)
 
     def _calls_in(self, node: ast.AST, obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
                   conds: tuple[str, ...]) -> None:
@@ -311,7 +321,7 @@ class ForwardReader:
             forms = self._look_through(sym, passed)
             for _pos, child in passed:
                 nargs = forms.get(child, -1)
-                out.append(Call("delegate", child, site, nargs, (), cond, _join(via, dotted or _test_text(f)),
+                out.append(Call("delegate", child, site, nargs, (), cond, _join(via, dotted or node_text(f)),
                                 origin=frame.name))
         kind = self.kernel_kind(dotted) if dotted else ""
         if kind:
@@ -321,7 +331,7 @@ class ForwardReader:
         wrapper = self._wrapper_call(f, frame)
         if wrapper:
             out.append(Call("kernel", wrapper, site, len(c.args), _keywords(c), cond, via, kernel_kind="flashinfer",
-                            receiver=_test_text(f.value) if isinstance(f, ast.Attribute) else "",
+                            receiver=node_text(f.value) if isinstance(f, ast.Attribute) else "",
                             args_text=[_short(a) for a in c.args][:8], origin=frame.name))
             return
         if isinstance(sym, FuncSym) and depth < MAX_FOLLOW and sym.module.startswith(tuple(self.catalog.kernels.follow)):
@@ -466,7 +476,7 @@ class ForwardReader:
         """``<...wrapper...>.forward(...)``: a FlashInfer wrapper run, named by its class."""
         if not isinstance(f, ast.Attribute) or f.attr not in self.catalog.kernels.wrapper_methods:
             return ""
-        text = _test_text(f.value)
+        text = node_text(f.value)
         if isinstance(f.value, ast.Name):
             text = frame.notes.get("aliases", {}).get(text, text)
         low = text.lower()
@@ -603,7 +613,6 @@ _WRAPPER_TOKENS = [
 ]
 
 
-_TEXTS: dict[int, tuple[ast.AST, str]] = register_node_cache({})
 # per-node results shared by every reader in the process (nodes are kept alive by the index)
 _NODES: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = register_node_cache({})
 _SIMPLE: dict[int, tuple[ast.AST, bool]] = register_node_cache({})
@@ -611,15 +620,6 @@ _SIMPLE: dict[int, tuple[ast.AST, bool]] = register_node_cache({})
 # function, depth) -> (kernel calls, files used, catalog); cleared with the node caches
 _SHARED_HELPERS: dict[tuple, tuple[list[Call], dict[str, str], Catalog]] = register_node_cache({})
 _BUILT: dict[int, tuple[ast.AST, list[tuple[list[str], list[list[str]]]]]] = register_node_cache({})
-
-
-def _test_text(test: ast.AST) -> str:
-    """``ast.unparse``, cached per node (forward reading asks for the same texts for every model)."""
-    got = _TEXTS.get(id(test))
-    if got is None or got[0] is not test:
-        got = (test, ast.unparse(test))
-        _TEXTS[id(test)] = got
-    return got[1]
 
 
 def _keywords(c: ast.Call) -> tuple[str, ...]:
@@ -718,7 +718,7 @@ def _join(a: str, b: str) -> str:
 
 
 def _short(a: ast.expr) -> str:
-    s = _test_text(a)
+    s = node_text(a)
     return s if len(s) <= 60 else s[:57] + "..."
 
 

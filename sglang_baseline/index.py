@@ -40,6 +40,18 @@ def register_node_cache(cache: dict) -> dict:
     return cache
 
 
+_NODE_TEXTS: dict[int, tuple[ast.AST, str]] = register_node_cache({})
+
+
+def node_text(node: ast.AST) -> str:
+    """``ast.unparse(node)``, cached per node: the evaluator and the forward reader ask for the
+    same texts model after model (nodes are kept alive by the index while cached here)."""
+    got = _NODE_TEXTS.get(id(node))
+    if got is None or got[0] is not node:
+        got = _NODE_TEXTS[id(node)] = (node, ast.unparse(node))
+    return got[1]
+
+
 # Column-0 statements, matched after a newline (run on "\n" + text): a pattern that starts with a
 # literal is searched for by it, ~4x faster than ``^`` with re.M; the lookahead consumes nothing
 # past the newline, so consecutive lines match as with ``^``.
