@@ -25,7 +25,7 @@ from .errors import ModelSourceError
 from .evaluate import BudgetExhausted, Interpreter, evaluate_expression
 from .forward import Call, ForwardPath, ForwardReader, kernel_rank
 from .hfconfig import ModelConfig
-from .index import ClassSym, Index, SourceTree, iter_python_files, register_node_cache
+from .index import ClassSym, Index, SourceTree, iter_python_files
 from .runtime import Layout, Runtime, build_config_object, config_classes
 from .source import SourceInfo
 from .structure import Node, TreeBuilder
@@ -267,36 +267,26 @@ def _class_calls(a: Analysis, lr: LayoutResult, classes: list[str], methods: lis
             continue
         for m in methods:
             key = (cls.dotted, m)
-            shared = (a.index.serial, cls.dotted, m)  # backend and sampler paths do not depend on the model
-            if key not in cache:
-                if shared in _CLASS_CALLS:
-                    cache[key], files = _CLASS_CALLS[shared]
-                    a.index.replay(files)
-                else:
-                    dummy = Obj(cls=cls)
-                    with a.index.recording() as files:
-                        path: ForwardPath | None = lr.forward.method_calls(dummy, m)
-                    cache[key] = list(path.calls) if path else []
-                    _CLASS_CALLS[shared] = (cache[key], files)
+            if key not in cache:  # backend and sampler paths do not depend on the model: shared
+                cache[key] = a.index.shared(("class-calls", cls.dotted, m),
+                                            lambda cls=cls, m=m: _method_calls(lr, cls, m))
             out.extend(cache[key])
         if out:
             break
     return out
 
 
-_CLASS_CALLS: dict[tuple[int, str, str], tuple[list[Call], dict[str, str]]] = register_node_cache({})
-_CLASS_HOMES = ("sglang.srt.layers", "sglang.srt.layers.attention", "sglang.srt.layers.attention.linear",
-                "sglang.srt.layers.attention.nsa", "sglang.srt.layers.attention.dsa")
+def _method_calls(lr: LayoutResult, cls: ClassSym, method: str) -> list[Call]:
+    path: ForwardPath | None = lr.forward.method_calls(Obj(cls=cls), method)
+    return list(path.calls) if path else []
 
 
 def find_class(index: Index, name: str) -> ClassSym | None:
-    """A class by simple name: the usual homes first, then every file under layers/."""
-    cached = _FOUND.get((index.serial, name))
-    if cached is not None or (index.serial, name) in _FOUND:
-        if cached is not None:
-            index.module(cached.module)  # its file counts as read by this analysis
-        return cached
-    result = None
+    """A class by simple name: the first file under layers/ (in path order) that defines it."""
+    return index.shared(("find-class", name), lambda: _find_class(index, name))
+
+
+def _find_class(index: Index, name: str) -> ClassSym | None:
     srt = index.tree.srt
     needle = f"class {name}("
     needle2 = f"class {name}:"
@@ -308,13 +298,8 @@ def find_class(index: Index, name: str) -> ClassSym | None:
         if needle in text or needle2 in text:
             mod = index.module_of_path(path)
             if mod is not None and name in mod.defs and isinstance(mod.defs[name], ast.ClassDef):
-                result = ClassSym(mod.name, name)
-                break
-    _FOUND[(index.serial, name)] = result
-    return result
-
-
-_FOUND: dict[tuple[int, str], ClassSym | None] = register_node_cache({})
+                return ClassSym(mod.name, name)
+    return None
 
 
 def model_file_for_github(rel: str) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import lazyparse
 from .diagnostics import Diagnostics
@@ -431,6 +432,7 @@ class Index:
         self._text_files: dict[str, tuple[str, str]] = {}  # module -> (rel, digest) of a text-scanned file
         self._mro_files: dict[ClassSym, dict[str, str]] = {}
         self._guard_files: dict[tuple[str, int, bool], dict[str, str]] = {}
+        self._shared: dict[tuple, tuple[Any, dict[str, str]]] = {}  # see shared()
         # modules always parsed whole (the model's own file: a syntax error anywhere in it is an error)
         self.parse_whole: set[str] = set()
 
@@ -446,7 +448,7 @@ class Index:
             self._guard_files.clear()
             self._by_rel.clear()
             self._text_files.clear()
-            self.__dict__.pop("_config_classes", None)  # runtime.config_classes' memo: its files are gone too
+            self._shared.clear()
             self._texts.clear()
             self._top_defs.clear()
             self._guards.clear()
@@ -478,6 +480,18 @@ class Index:
                 mod = self._by_rel.get(rel)
                 if mod is not None:
                     self._report(mod)
+
+    def shared(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """A result every analysis of this index may reuse (a backend's calls, the config classes):
+        computed once, recording the files it used, which each reuse replays."""
+        hit = self._shared.get(key)
+        if hit is not None:
+            self.replay(hit[1])
+            return hit[0]
+        with self.recording() as files:
+            value = compute()
+        self._shared[key] = (value, files)
+        return value
 
     def module(self, dotted: str) -> ParsedModule | None:
         if dotted in self._modules:

@@ -338,14 +338,7 @@ def _literal(text: str) -> Any:
 
 def config_classes(index: Index) -> dict[str, ClassSym]:
     """``model_type`` -> SGLang's config class, from ``sglang/srt/configs/*.py`` (once per index)."""
-    cached = getattr(index, "_config_classes", None)
-    if cached is not None:
-        index.replay(cached[1])
-        return cached[0]
-    with index.recording() as files:
-        out = _config_classes(index)
-    index._config_classes = (out, files)  # type: ignore[attr-defined]
-    return out
+    return index.shared(("config-classes",), lambda: _config_classes(index))
 
 
 def _config_classes(index: Index) -> dict[str, ClassSym]:
