@@ -499,9 +499,10 @@ def render_snippets(a: Analysis, impl: Implementation, calls: list[KernelCall]) 
         for (s, e), function in sorted(found.items()):
             first, last = max(s - 2, 1), e + 2
             parts.append(_snippet(rel, first, last, function, read_snippet(a.index, rel, first, last)))
-        name = f"kernels/{_safe(rel.removesuffix('.py').replace('/', '.'))}.py"
+        base = _safe(rel.removesuffix(".py").replace("/", "."))
+        name = f"kernels/{base}.py"
         if name in files:  # two paths with one safe name (non-ASCII, very long): keep both
-            name = f"kernels/{_safe(rel.removesuffix('.py').replace('/', '.'))[:100]}-{_short_hash(rel)}.py"
+            name = f"kernels/{base[:100]}-{_short_hash(rel)}.py"
         files[name] = "\n".join(parts)
     files["INDEX.md"] = ("# code_snippets\n\nExact source lines, each under a header naming the file (relative to "
                          "sglang/srt) and line range.\n\n" + "".join(f"- {f}\n" for f in sorted(files)))
