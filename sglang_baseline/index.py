@@ -424,14 +424,13 @@ class Index:
         self.files_read: dict[str, str] = {}  # rel path -> digest (for result caches)
         self._texts: dict[str, str] = {}
         self._top_defs: dict[str, dict[str, str]] = {}
-        self._guards: dict[tuple[str, int, bool], bool | None] = {}
+        self._guards: dict[tuple[str, int, bool], tuple[bool | None, dict[str, str]]] = {}  # verdict, files
         self._guarding: set[tuple[str, int, bool]] = set()
         self._resolved: dict[tuple[str, str], tuple[Symbol | None, dict[str, str]]] = {}
         self._recording = 0  # open recording() blocks
         self._by_rel: dict[str, ParsedModule] = {}
         self._text_files: dict[str, tuple[str, str]] = {}  # module -> (rel, digest) of a text-scanned file
         self._mro_files: dict[ClassSym, dict[str, str]] = {}
-        self._guard_files: dict[tuple[str, int, bool], dict[str, str]] = {}
         self._shared: dict[tuple, tuple[Any, dict[str, str]]] = {}  # see shared()
         # modules always parsed whole (the model's own file: a syntax error anywhere in it is an error)
         self.parse_whole: set[str] = set()
@@ -445,7 +444,6 @@ class Index:
             self._mro.clear()
             self._mro_notes.clear()
             self._mro_files.clear()
-            self._guard_files.clear()
             self._by_rel.clear()
             self._text_files.clear()
             self._shared.clear()
@@ -683,8 +681,9 @@ class Index:
             return None
         key = (mod.name, id(test), polarity)
         if key in self._guards:
-            self.replay(self._guard_files.get(key, {}))
-            return self._guards[key]
+            verdict, files = self._guards[key]
+            self.replay(files)
+            return verdict
         if key in self._guarding:  # a guard that needs itself (module-level cycles): undecided
             return None
         self._guarding.add(key)
@@ -693,8 +692,7 @@ class Index:
                 verdict = self.guard_evaluator(mod, test, polarity)
         finally:
             self._guarding.discard(key)
-        self._guards[key] = verdict
-        self._guard_files[key] = used
+        self._guards[key] = (verdict, used)
         return verdict
 
     def resolve(self, module: str, name: str, _seen: frozenset = frozenset()) -> Symbol | None:
