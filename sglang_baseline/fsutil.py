@@ -117,7 +117,7 @@ def _write_tree(root: Path, files: dict[str, str]) -> None:
 
     Plain ``os`` calls, each folder made once: ``Path.write_text`` with
     ``mkdir(exist_ok=True)`` per file costs ~8x more, which a ``--all`` run
-    (~10,000 snippet files) pays in full.
+    (~6,000 snippet files) pays in full.
     """
     made = {""}
     base = str(root)
@@ -137,7 +137,7 @@ def _write_tree(root: Path, files: dict[str, str]) -> None:
 
 # The folder's own marker records what was written (a digest of the whole set, and each
 # file's size and times), so that rewriting an identical set can be skipped: a warm
-# ``--all`` would otherwise rewrite ~10,000 unchanged snippet files.
+# ``--all`` would otherwise rewrite ~6,000 unchanged snippet files.
 
 def output_set_digest(files: dict[str, str]) -> str:
     h = hashlib.blake2b(digest_size=16)

@@ -248,9 +248,20 @@ class SourceTree:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.srt = self.root / "sglang" / "srt"
+        # answers kept for the life of the tree (an --all worker asks the same ones for every model)
+        self._files: dict[str, tuple[Path, bool] | None] = {}
+        self._rels: dict[Path, str] = {}
+        self._dotted: dict[Path, str] = {}
 
     def module_file(self, dotted: str) -> tuple[Path, bool] | None:
         """The file of an internal module: (path, is_package); None when absent."""
+        try:
+            return self._files[dotted]
+        except KeyError:
+            found = self._files[dotted] = self._module_file(dotted)
+            return found
+
+    def _module_file(self, dotted: str) -> tuple[Path, bool] | None:
         if dotted.split(".", 1)[0] not in INTERNAL_PACKAGES:
             return None
         base = self.root.joinpath(*dotted.split("."))
@@ -269,6 +280,12 @@ class SourceTree:
 
     def rel(self, path: Path) -> str:
         """``models/llama.py`` for files under ``sglang/srt``, else from the root."""
+        got = self._rels.get(path)
+        if got is None:
+            got = self._rels[path] = self._rel(path)
+        return got
+
+    def _rel(self, path: Path) -> str:
         try:
             return path.resolve().relative_to(self.srt).as_posix()
         except ValueError:
@@ -278,6 +295,12 @@ class SourceTree:
                 return path.as_posix()
 
     def dotted_of(self, path: Path) -> str:
+        got = self._dotted.get(path)
+        if got is None:
+            got = self._dotted[path] = self._dotted_of(path)
+        return got
+
+    def _dotted_of(self, path: Path) -> str:
         rel = path.resolve().relative_to(self.root).with_suffix("")
         parts = list(rel.parts)
         if parts and parts[-1] == "__init__":
@@ -631,6 +654,11 @@ class Index:
 
     def module_of_path(self, path: Path) -> ParsedModule | None:
         return self.module(self.tree.dotted_of(path))
+
+    def parsed_module_rel(self, rel: str) -> ParsedModule | None:
+        """The module already read whose relative path is ``rel`` (never reads or parses anything)."""
+        mod = self._by_rel.get(rel)
+        return mod if mod is not None and mod.digest else None
 
     def parsed_module_at(self, path: Path) -> ParsedModule | None:
         """The module already read from ``path`` (never reads or parses anything)."""

@@ -463,8 +463,15 @@ def write_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: li
 
 
 def render_snippets(a: Analysis, impl: Implementation, calls: list[KernelCall]) -> dict[str, str]:
-    """code_snippets/modules/<Class>.py and code_snippets/kernels/<file>.py (every call site in that file)."""
+    """code_snippets/modules/<file>.py (every module class of the tree defined in that source file)
+    and code_snippets/kernels/<file>.py (every kernel call site in that source file).
+
+    One file per source file, not per class or site: a model has ~40 classes and sites,
+    and creating files dominated writing a --all run.
+    """
     files: dict[str, str] = {}
+    classes: dict[str, dict[tuple[int, int], str]] = {}
+    mods: dict[str, Any] = {}
     seen: set[str] = set()
     lr = a.primary
     if lr.tree is not None:
@@ -480,13 +487,19 @@ def render_snippets(a: Analysis, impl: Implementation, calls: list[KernelCall]) 
             node = a.index.class_node(cls) if mod else None  # type: ignore[arg-type]
             if mod is None or node is None:
                 continue
-            start, end = node.lineno, node.end_lineno or node.lineno
-            name = f"modules/{_safe(n.class_name)}.py"
-            if name in files:
-                name = f"modules/{_safe(dotted)}.py"
-            files[name] = _snippet(mod.rel, start, end, dotted, mod.snippet(start, end))
-    # kernel call sites: one file per source file, the sites in line order (one file per site
-    # meant ~40 files per model, and file creation dominated writing a --all run)
+            mods[mod.rel] = mod
+            classes.setdefault(mod.rel, {}).setdefault((node.lineno, node.end_lineno or node.lineno), dotted)
+    listed: dict[str, list[tuple[str, str]]] = {"modules": [], "kernels": []}
+
+    def add(kind: str, rel: str, found: dict[tuple[int, int], str], text: str) -> None:
+        name = _snippet_name(files, kind, rel)
+        files[name] = text
+        listed[kind].append((name, ", ".join(sorted(set(found.values())))))
+
+    for rel, found in classes.items():
+        add("modules", rel, found, "\n".join(_snippet(rel, s, e, dotted, mods[rel].snippet(s, e))
+                                              for (s, e), dotted in sorted(found.items())))
+    # kernel call sites, the sites of a file in line order with two lines of context
     sites: dict[str, dict[tuple[int, int], str]] = {}
     located = [(ks.code_location, ks.function) for ks in impl.kernel_calls]
     located += [(kc.code_location, kc.baseline_impl or kc.kernel) for kc in calls]
@@ -499,15 +512,26 @@ def render_snippets(a: Analysis, impl: Implementation, calls: list[KernelCall]) 
         for (s, e), function in sorted(found.items()):
             first, last = max(s - 2, 1), e + 2
             parts.append(_snippet(rel, first, last, function, read_snippet(a.index, rel, first, last)))
-        base = _safe(rel.removesuffix(".py").replace("/", "."))
-        name = f"kernels/{base}.py"
-        if name in files:  # two paths with one safe name (non-ASCII, very long): keep both
-            name = f"kernels/{base[:100]}-{_short_hash(rel)}.py"
-        files[name] = "\n".join(parts)
-    files["INDEX.md"] = ("# code_snippets\n\nExact source lines, each under a header naming the file (relative to "
-                         "sglang/srt) and line range.\n\n" + "".join(f"- {f}\n" for f in sorted(files)))
+        add("kernels", rel, found, "\n".join(parts))
+    index = ["# code_snippets\n\nExact source lines, each under a header naming what it is, the file (relative "
+             "to sglang/srt) and the line range.\n"]
+    for kind, title in (("modules", "Module classes, by the file that defines them"),
+                        ("kernels", "Kernel call sites, by the file that holds them")):
+        index.append(f"\n## {title}\n\n")
+        index.extend(f"- {name}: {what}\n" for name, what in sorted(listed[kind]))
+    files["INDEX.md"] = "".join(index)
     files[MARKER] = "written by sglang-baseline; replaced on every run\n"
     return files
+
+
+def _snippet_name(files: dict[str, str], kind: str, rel: str) -> str:
+    """``kernels/layers.layernorm.py`` for ``layers/layernorm.py``; a hash keeps two paths with one
+    safe name (non-ASCII, very long) apart."""
+    base = _safe(rel.removesuffix(".py").replace("/", "."))
+    name = f"{kind}/{base}.py"
+    if name in files:
+        name = f"{kind}/{base[:100]}-{_short_hash(rel)}.py"
+    return name
 
 
 def _snippet(rel: str, start: int, end: int, what: str, body: str) -> str:

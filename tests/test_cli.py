@@ -26,7 +26,13 @@ def test_llama_outputs_validate_and_name_the_implementation(analysed, version):
     r = analysed(version, "llama")
     for name in OUTPUTS:
         assert (r.output_dir / name).is_file(), name
-    assert (r.output_dir / "code_snippets" / "modules" / "LlamaForCausalLM.py").is_file()
+    # every module class's source is in the snippet file of the file that defines it, listed in INDEX.md
+    snippets = r.output_dir / "code_snippets"
+    llama = (snippets / "modules" / "models.llama.py").read_text()
+    for cls in ("LlamaForCausalLM", "LlamaModel", "LlamaDecoderLayer", "LlamaAttention", "LlamaMLP"):
+        assert f"\nclass {cls}(" in llama, cls
+        assert f"sglang.srt.models.llama.{cls}" in (snippets / "INDEX.md").read_text(), cls
+    assert "\nclass RMSNorm(" in (snippets / "modules" / "layers.layernorm.py").read_text()
     # every kernel call site's exact source lines are in the snippet file of its source file
     srt = release_root(version) / "sglang" / "srt"
     for k in r.json("kernel_calls.json"):
