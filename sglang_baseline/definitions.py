@@ -405,12 +405,20 @@ def render(template: str, axes: dict[str, AxisValue]) -> tuple[str, bool]:
 
 
 def _template_expr(text: str) -> str:
-    t = text.replace("config.", "").replace("self.", "")
-    try:
-        ast.parse(t, mode="eval")
-    except SyntaxError:
-        return text
-    return t
+    got = _TEMPLATE_EXPRS.get(text)
+    if got is None:
+        t = text.replace("config.", "").replace("self.", "")
+        try:
+            ast.parse(t, mode="eval")
+        except SyntaxError:
+            t = text
+        if len(_TEMPLATE_EXPRS) < 100_000:
+            _TEMPLATE_EXPRS[text] = t
+        got = t
+    return got
+
+
+_TEMPLATE_EXPRS: dict[str, str] = {}  # expression texts repeat model after model (a --all run: ~30,000 calls)
 
 
 def _module_of(obj: Obj) -> str:

@@ -445,8 +445,9 @@ def _render_tree(node: TreeNode, depth: int = 0, limit: int = 400) -> str:
 def render_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: list[KernelCall]) -> dict[str, str]:
     """Every output file, by path relative to the output folder (snippets under code_snippets/)."""
     files: dict[str, str] = {}
-    files["sglang_implementation.json"] = _dump(impl.model_dump(mode="json"))
-    files["kernel_calls.json"] = _dump(KernelCalls.dump_python(calls, mode="json"))
+    # serialised straight from the models by pydantic-core (the same text as _dump of their dumps)
+    files["sglang_implementation.json"] = impl.model_dump_json(indent=2) + "\n"
+    files["kernel_calls.json"] = KernelCalls.dump_json(calls, indent=2).decode("utf-8") + "\n"
     files["model_definition.json"] = _dump(build_model_definition(impl))
     if a.config is not None:
         files["model_config.json"] = _dump(a.config.raw)
