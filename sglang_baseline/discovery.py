@@ -170,7 +170,11 @@ def find_model(name: str, entries: list[ModelFileEntry], architectures: list[str
     q = norm(name)
     if not q:
         raise ModelNotFound(f"model name {name!r} has no letters or digits")
-    # 2. a class name
+    # 2. a class name: as written (ExaoneMoeForCausalLM and ExaoneMoEForCausalLM are two
+    # classes), else ignoring case and punctuation
+    if name in by_class:
+        chosen = by_class[name][0]
+        return Match(chosen, "class", 1.0, _others(regs, chosen, name))
     for r in regs:
         if norm(r.class_name) == q:
             return Match(r, "class", 1.0, _others(regs, r, name))

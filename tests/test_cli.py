@@ -73,6 +73,10 @@ def test_kimi_k2_config_resolves_to_deepseek_v3(cli, release):
     ("deepseek-v3", "DeepseekV3ForCausalLM", "models/deepseek_v2.py"),
     ("Qwen3MoeForCausalLM", "Qwen3MoeForCausalLM", "models/qwen3_moe.py"),
     ("qwen3_moe", "Qwen3MoeForCausalLM", "models/qwen3_moe.py"),
+    # two registered classes whose names differ only in case: the one named exactly
+    ("ExaoneMoeForCausalLM", "ExaoneMoeForCausalLM", "models/exaone_moe.py"),
+    ("ExaoneMoEForCausalLM", "ExaoneMoEForCausalLM", "models/exaone_moe.py"),
+    ("BailingMoeForCausalLM", "BailingMoeForCausalLM", "models/bailing_moe.py"),
 ])
 def test_discovery_by_keyword_class_and_file(release, name, cls, file):
     from sglang_baseline.discovery import find_model, read_registrations
