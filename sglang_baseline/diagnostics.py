@@ -62,8 +62,11 @@ class Diagnostics:
     items: list[Diagnostic] = field(default_factory=list)
     _seen: set[tuple[str, str, str]] = field(default_factory=set, repr=False)
     limit: int = 2000
+    _captures: list[list[tuple]] = field(default_factory=list, repr=False)
 
     def add(self, kind: str, location: str = "", detail: str = "", **fmt: str) -> None:
+        for log in self._captures:  # every add, seen before or not: the log is given again elsewhere
+            log.append((kind, location, detail, fmt))
         template = KINDS.get(kind, "{what}")
         try:
             message = template.format(**{"what": "", "why": "", **fmt})
@@ -80,6 +83,22 @@ class Diagnostics:
             if d.key() not in self._seen and len(self.items) < self.limit:
                 self._seen.add(d.key())
                 self.items.append(d)
+
+    def capture(self) -> list[tuple]:
+        """Start keeping every ``add`` in a log (for a result reused later: see ``replay``)."""
+        log: list[tuple] = []
+        self._captures.append(log)
+        return log
+
+    def end_capture(self, log: list[tuple]) -> None:
+        for i in range(len(self._captures) - 1, -1, -1):  # by identity: two logs may be equal
+            if self._captures[i] is log:
+                del self._captures[i]
+                return
+
+    def replay(self, log: list[tuple]) -> None:
+        for kind, location, detail, fmt in log:
+            self.add(kind, location, detail, **fmt)
 
     def sorted(self) -> list[Diagnostic]:
         return sorted(self.items, key=lambda d: (d.location, d.kind, d.message))

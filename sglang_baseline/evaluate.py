@@ -196,6 +196,8 @@ class Interpreter:
         self.expr_depth = 0
         self.try_depth = 0
         self._module_values: dict[tuple[str, str], Any] = {}
+        # what computing a memoised answer read and warned (see _memo_replay), by memo key
+        self._events: dict[tuple, tuple[dict[str, str], list[tuple]]] = {}
         self._in_progress: set[tuple[str, str]] = set()
         self._memo: dict[tuple, Any] = {}
         self._class_attr_cache: dict[tuple[ClassSym, str], Any] = {}
@@ -257,9 +259,29 @@ class Interpreter:
                 return known[0]
         return sym
 
+    # A memoised answer reused inside a result recorded for other analyses (a shared forward
+    # reading) must give that result the files and warnings its computation gave.
+    def _memo_begin(self) -> tuple[dict[str, str], Diagnostics, list[tuple]]:
+        diags = self.index.diagnostics
+        return self.index.begin_recording(), diags, diags.capture()
+
+    def _memo_end(self, key: tuple, token: tuple[dict[str, str], Diagnostics, list[tuple]]) -> None:
+        outer, diags, log = token
+        diags.end_capture(log)
+        files = self.index.end_recording(outer)
+        if files or log:
+            self._events[key] = (files, log)
+
+    def _memo_replay(self, key: tuple) -> None:
+        events = self._events.get(key)
+        if events is not None and self.index.is_recording:
+            self.index.replay(events[0])
+            self.diag.replay(events[1])  # (not while deciding an if-test quietly: see ForwardReader._decide)
+
     def module_value(self, module: str, name: str) -> Any:
         key = (module, name)
         if key in self._module_values:
+            self._memo_replay(key)
             return self._module_values[key]
         if key in self._in_progress:
             return Sym(f"{name}")
@@ -268,6 +290,7 @@ class Interpreter:
             return Sym(name)
         b = self.index.choose(mod, mod.bindings[name])
         self._in_progress.add(key)
+        token = self._memo_begin()
         try:
             frame = Frame(module=mod, name=f"<module {module}>")
             value = self._assignment_value(b.node, name, frame)
@@ -279,6 +302,7 @@ class Interpreter:
             value = Sym(name)
         finally:
             self._in_progress.discard(key)
+            self._memo_end(key, token)
         self._module_values[key] = value
         return value
 
@@ -913,20 +937,25 @@ class Interpreter:
         key = (owner, attr)
         if key in self._class_attr_cache:
             value = self._class_attr_cache[key]
+            self._memo_replay(key)
         else:
             self._class_attr_cache[key] = Sym(f"{owner.name}.{attr}")
-            mod = self.index.module(owner.module)
-            frame = Frame(module=mod, name=f"<class {owner.name}>", class_ns={}) if mod else None
-            value = Sym(f"{owner.name}.{attr}")
-            if frame is not None and isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-                try:
-                    value = self.eval(node.value, frame)
-                except (_Raise, _Return):
-                    pass
-            if self.index.is_enum(owner) and not isinstance(value, Sym):
-                value = EnumMember(owner, attr, _enum_value(value))
-            elif self.index.is_enum(owner):
-                value = EnumMember(owner, attr, value)
+            token = self._memo_begin()
+            try:
+                mod = self.index.module(owner.module)
+                frame = Frame(module=mod, name=f"<class {owner.name}>", class_ns={}) if mod else None
+                value = Sym(f"{owner.name}.{attr}")
+                if frame is not None and isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                    try:
+                        value = self.eval(node.value, frame)
+                    except (_Raise, _Return):
+                        pass
+                if self.index.is_enum(owner) and not isinstance(value, Sym):
+                    value = EnumMember(owner, attr, _enum_value(value))
+                elif self.index.is_enum(owner):
+                    value = EnumMember(owner, attr, value)
+            finally:
+                self._memo_end(key, token)
             self._class_attr_cache[key] = value
         return value
 
@@ -1114,6 +1143,7 @@ class Interpreter:
         ):
             memo_key = (fsym, tuple(args), tuple(sorted(kwargs.items())))
             if memo_key in self._memo:
+                self._memo_replay(memo_key)
                 return self._memo[memo_key]
         if self.depth >= MAX_DEPTH:
             self.diag.add("recursion-limit", f"{mod.rel}:{fnode.lineno}", what=fsym.dotted)
@@ -1135,7 +1165,12 @@ class Interpreter:
         else:
             bound = self.bind(fnode, args, kwargs, defaults_frame, skip_first=False)
         frame = Frame(module=mod, locals=bound, self_obj=self_obj, cls=owner, name=fsym.dotted)
-        result = self.run_body(fnode.body, frame)
+        token = self._memo_begin() if memo_key is not None else None
+        try:
+            result = self.run_body(fnode.body, frame)
+        finally:
+            if token is not None:
+                self._memo_end(memo_key, token)
         if isinstance(result, _Raised) and not keep_raise:
             if self.try_depth > 0:  # a caller's ``try`` may handle it
                 raise _Raise(result.why)

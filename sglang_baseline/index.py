@@ -483,15 +483,30 @@ class Index:
     def recording(self) -> Iterator[dict[str, str]]:
         """Collect every file used inside the block (rel path -> digest), for a result cached
         beyond this analysis; the files are also kept for the analysis itself."""
-        outer, self.files_read = self.files_read, {}
-        self._recording += 1
+        outer = self.begin_recording()
         try:
             yield self.files_read
         finally:
-            inner, self.files_read = self.files_read, outer
-            self._recording -= 1
-            for rel, digest in inner.items():
-                outer.setdefault(rel, digest)
+            self.end_recording(outer)
+
+    def begin_recording(self) -> dict[str, str]:
+        """``recording()`` without a context manager (for a memo's misses); returns the token
+        for ``end_recording``, which returns the files used in between."""
+        outer, self.files_read = self.files_read, {}
+        self._recording += 1
+        return outer
+
+    def end_recording(self, outer: dict[str, str]) -> dict[str, str]:
+        inner, self.files_read = self.files_read, outer
+        self._recording -= 1
+        for rel, digest in inner.items():
+            outer.setdefault(rel, digest)
+        return inner
+
+    @property
+    def is_recording(self) -> bool:
+        """A result is being recorded for reuse: what cached answers used must be replayed."""
+        return bool(self._recording or self.diagnostics._captures)
 
     def replay(self, files: dict[str, str]) -> None:
         """A cached result is used: its files count as read by this analysis (with their read errors)."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
-from .conftest import REPO, cache_root, run_cli
+from .conftest import REPO, cache_root, run_cli, synthetic_tree
 
 
 def _load_script(name: str):
@@ -52,3 +53,79 @@ def test_all_writes_every_model_and_an_index(release, tmp_path):
     rows2 = json.loads((out / "index.json").read_text())["models"]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
     assert strip(rows2) == strip(rows)
+
+
+def _norm_layer(forward_body: str, imports: str = "") -> str:
+    return ("from torch import nn\nfrom sgl_kernel import gemma_rmsnorm, rmsnorm\n" + imports +
+            "\n\nclass RMSNorm(nn.Module):\n    def __init__(self, hidden_size, gemma=False):\n"
+            "        super().__init__()\n\n    def forward(self, x):\n" + forward_body)
+
+
+def _model(name: str, body: str, imports: str = "") -> str:
+    return (f"from torch import nn\nfrom sglang.srt.layers.norm import RMSNorm\n{imports}\n\n"
+            f"class {name}ForCausalLM(nn.Module):\n    def __init__(self, config, quant_config=None, prefix=''):\n"
+            f"        super().__init__()\n{body}\n    def forward(self, x):\n        return self.norm(x)\n\n\n"
+            f"EntryClass = {name}ForCausalLM\n")
+
+
+def _outputs(out: Path, model: str) -> dict:
+    impl = json.loads((out / f"{model}ForCausalLM" / "sglang_implementation.json").read_text())
+    kernels = sorted({k["kernel"] for k in json.loads((out / f"{model}ForCausalLM" / "kernel_calls.json").read_text())})
+    return {"kernels": kernels, "files_parsed": impl["stats"]["files_parsed"],
+            "warnings": sorted((w["kind"], w["location"], w["message"]) for w in impl["warnings"])}
+
+
+def _all_and_alone(tmp_path: Path, models: list[str]) -> tuple[dict, dict]:
+    """Each model's outputs from one --all process (one worker: readings are shared) and alone."""
+    r = run_cli("--all", "--sglang-path", str(tmp_path / "tree"), "--jobs", "1", "--no-cache", "--quiet",
+                output_dir=tmp_path / "all")
+    assert r.code == 0, r.err
+    together = {m: _outputs(tmp_path / "all", m) for m in models}
+    alone = {}
+    for m in models:
+        r = run_cli("--model-name", f"{m}ForCausalLM", "--sglang-path", str(tmp_path / "tree"), "--no-cache",
+                    "--quiet", output_dir=tmp_path / "alone" / f"{m}ForCausalLM")
+        assert r.code == 0, r.err
+        alone[m] = _outputs(tmp_path / "alone", m)
+    return together, alone
+
+
+def test_all_shares_a_leaf_reading_only_between_leaves_in_the_same_state(tmp_path):
+    # three models hold the same leaf class (RMSNorm, a catalog leaf) built with different
+    # arguments; its forward picks its kernel by one of them
+    forward = ("        if self.gemma:\n            y = gemma_rmsnorm(x, self.weight, 1e-6)\n"
+               "        else:\n            y = rmsnorm(x, self.weight, 1e-6)\n        return y\n")
+    synthetic_tree(tmp_path / "tree", {
+        "layers/norm.py": _norm_layer(forward),
+        "models/m1.py": _model("M1", "        self.norm = RMSNorm(config.hidden_size)\n"),
+        "models/m2.py": _model("M2", "        self.norm = RMSNorm(config.hidden_size, gemma=True)\n"),
+        "models/m3.py": _model("M3", "        self.norm = RMSNorm(config.hidden_size, gemma=False)\n"),
+    })
+    together, alone = _all_and_alone(tmp_path, ["M1", "M2", "M3"])
+    assert together == alone
+    assert together["M1"]["kernels"] == together["M3"]["kernels"] == ["sgl_kernel.rmsnorm"]
+    assert together["M2"]["kernels"] == ["sgl_kernel.gemma_rmsnorm"]
+
+
+def test_all_gives_a_shared_reading_the_files_and_warnings_of_what_it_reused(tmp_path):
+    # The leaf's forward calls a kernel chosen at module level in another file, by a function
+    # from a third file (with an unresolvable name in the call).  The first model computes that
+    # value in its own constructor, so when its leaf is read the value is remembered; the second
+    # model reuses the reading and must still count env.py as read and get the warning, as when
+    # it is analysed alone.
+    synthetic_tree(tmp_path / "tree", {
+        "layers/env.py": "from sgl_kernel import rmsnorm\n\n\ndef pick(default):\n    return rmsnorm\n",
+        "layers/flags.py": "from sglang.srt.layers.env import pick\n\nnorm_kernel = pick(no_such_name)\n",
+        "layers/norm.py": _norm_layer("        return norm_kernel(x, self.weight, 1e-6)\n",
+                                      "from sglang.srt.layers.flags import norm_kernel\n"),
+        # the larger file is analysed first
+        "models/m1.py": _model("M1", "        self.norm = RMSNorm(config.hidden_size)\n"
+                                     "        self.kernel = norm_kernel\n" + "        # padding\n" * 40,
+                               "from sglang.srt.layers.flags import norm_kernel\n"),
+        "models/m2.py": _model("M2", "        self.norm = RMSNorm(config.hidden_size)\n"),
+    })
+    together, alone = _all_and_alone(tmp_path, ["M1", "M2"])
+    assert together == alone
+    assert together["M2"]["kernels"] == ["sgl_kernel.rmsnorm"]
+    assert any(kind == "unresolved-name" and where.startswith("layers/flags.py")
+               for kind, where, _m in alone["M2"]["warnings"]), alone["M2"]["warnings"]
