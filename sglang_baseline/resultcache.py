@@ -21,8 +21,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pydantic_core
-
 from . import __version__
 from .fsutil import is_current, output_set_digest, write_atomic
 from .index import iter_tree
@@ -157,7 +155,9 @@ class ResultCache:
                  **(extra or {})}
         head, body = self._paths(key)
         try:  # the outputs first: a head is never visible without them
-            write_atomic(body, pydantic_core.to_json(outputs))  # a JSON object (pydantic-core: faster than json.dumps)
+            import pydantic_core  # imported here: a warm run only reads the cache, without pydantic
+
+            write_atomic(body, pydantic_core.to_json(outputs))  # a JSON object, faster than json.dumps
             write_atomic(head, json.dumps(entry))
         except OSError:
             pass  # a read-only cache only costs speed
