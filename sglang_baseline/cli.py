@@ -269,14 +269,14 @@ def run(args: argparse.Namespace) -> int:
                            trace_dump_dir=args.trace_dump_dir, progress=report)
     impl = build_implementation(a, calls, trace)
     files = render_outputs(a, args.output_dir, impl, calls)
-    _write(write_output_set, args.output_dir, files)
+    digest = _write(write_output_set, args.output_dir, files)
     names = sorted({k.flashinfer_equivalent for k in calls})
     report(f"{impl.class_name} ({impl.model_file_srt}): {len(names)} definitions, {len(calls)} kernel_calls "
            f"entries, {len(impl.warnings)} warnings, {a.seconds:.2f}s")
     line = (f"wrote {args.output_dir}/summary.md ({impl.class_name} in {impl.model_file_srt}; "
             f"{len(names)} definitions)")
     if results is not None:
-        results.store(key, dict(a.index.files_read), files, line)
+        results.store(key, dict(a.index.files_read), files, line, digest=digest)
     if not args.quiet:
         print(line)
     if cache is not None:
@@ -284,9 +284,9 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write(writer, output_dir: Path, files: dict[str, str]) -> None:
+def _write(writer, output_dir: Path, files: dict[str, str]) -> str:
     try:
-        writer(output_dir, files)
+        return writer(output_dir, files)
     except OSError as e:
         raise OutputError(f"cannot write to {output_dir}: {e.strerror or e}") from None
 

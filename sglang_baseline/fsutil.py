@@ -71,8 +71,9 @@ def run_detached(work: Callable[[], None]) -> bool:
         os._exit(0)
 
 
-def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
-    """Write an analysis's files: each top-level file atomically, code_snippets/ as one folder swap.
+def write_output_set(output_dir: Path, files: dict[str, str]) -> str:
+    """Write an analysis's files: each top-level file atomically, code_snippets/ as one folder swap;
+    returns the set's digest (``output_set_digest``).
 
     Files of ours that this run does not produce (model_config.json without --config) are
     removed; anything else in the folder is left alone.  A code_snippets/ folder that this
@@ -82,7 +83,7 @@ def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
 
     digest = output_set_digest(files)
     if is_current(output_dir, digest):
-        return
+        return digest
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / SNIPPETS
     if final.exists() and not (final / MARKER).is_file() and any(final.iterdir()):
@@ -110,6 +111,7 @@ def write_output_set(output_dir: Path, files: dict[str, str]) -> None:
     if "summary.md" in files:
         write_atomic(output_dir / "summary.md", files["summary.md"])
     _record(output_dir, files, digest)
+    return digest
 
 
 def _write_tree(root: Path, files: dict[str, str]) -> None:

@@ -22,7 +22,7 @@ from . import __version__
 from .analysis import Analysis, LayoutResult, find_class, model_file_for_github, read_snippet
 from .definitions import DefinitionUse
 from .forward import Call
-from .fsutil import MARKER, SNIPPETS, write_output_set
+from .fsutil import MARKER, SNIPPETS
 from .schemas import (
     AttentionOut,
     CallSite,
@@ -454,12 +454,6 @@ def render_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: l
     for name, text in render_snippets(a, impl, calls).items():
         files[f"{SNIPPETS}/{name}"] = text
     files["summary.md"] = render_summary(impl, calls, output_dir, a.config is not None)
-    return files
-
-
-def write_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: list[KernelCall]) -> dict[str, str]:
-    files = render_outputs(a, output_dir, impl, calls)
-    write_output_set(output_dir, files)
     return files
 
 

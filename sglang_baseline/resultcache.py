@@ -150,9 +150,10 @@ class ResultCache:
         return True
 
     def store(self, key: str, files_read: dict[str, str], outputs: dict[str, str], line: str,
-              extra: dict[str, Any] | None = None) -> None:
-        entry = {"format": FORMAT, "files": files_read, "outputs_digest": output_set_digest(outputs), "line": line,
-                 **(extra or {})}
+              extra: dict[str, Any] | None = None, digest: str | None = None) -> None:
+        """Keep an analysis's outputs (``digest``: their ``output_set_digest``, when known)."""
+        entry = {"format": FORMAT, "files": files_read, "outputs_digest": digest or output_set_digest(outputs),
+                 "line": line, **(extra or {})}
         head, body = self._paths(key)
         try:  # the outputs first: a head is never visible without them
             import pydantic_core  # imported here: a warm run only reads the cache, without pydantic

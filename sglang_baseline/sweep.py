@@ -87,8 +87,9 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
     """Analyse one registration; never raise (errors become rows)."""
     module, class_name, config_path = task
     from .analysis import analyse
+    from .fsutil import write_output_set
     from .index import Index, SourceTree
-    from .report import build_implementation, build_kernel_calls, write_outputs
+    from .report import build_implementation, build_kernel_calls, render_outputs
 
     source: SourceInfo = _STATE["source"]
     entries: list[ModelFileEntry] = _STATE["entries"]
@@ -101,7 +102,6 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
     try:
         results = key = None
         if _STATE["cache_dir"]:
-            from .fsutil import write_output_set
             from .resultcache import ResultCache
 
             results = ResultCache(Path(_STATE["cache_dir"]))
@@ -132,7 +132,8 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
                     _STATE["attention_backend"], entries=entries, match=match, index=index)
         calls = build_kernel_calls(a)
         impl = build_implementation(a, calls)
-        files = write_outputs(a, out_dir, impl, calls)
+        files = render_outputs(a, out_dir, impl, calls)
+        digest = write_output_set(out_dir, files)
         names = {k.flashinfer_equivalent: k.status for k in calls}
         row.op_types = sorted({k.op_type for k in calls})
         row.definitions = len(names)
@@ -141,7 +142,7 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
         row.warnings = len(impl.warnings)
         if results is not None and key:
             entry_row = asdict(row)
-            results.store(key, dict(a.index.files_read), files, "", extra={"row": entry_row})
+            results.store(key, dict(a.index.files_read), files, "", extra={"row": entry_row}, digest=digest)
     except Exception as e:  # one model's failure is a row, not a crash
         row.status = "error"
         row.error = f"{type(e).__name__}: {e}"[:400]
