@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,19 +287,39 @@ def find_class(index: Index, name: str) -> ClassSym | None:
 
 
 def _find_class(index: Index, name: str) -> ClassSym | None:
-    srt = index.tree.srt
-    needle = f"class {name}("
-    needle2 = f"class {name}:"
-    for path in iter_python_files(srt / "layers") if (srt / "layers").is_dir() else []:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        if needle in text or needle2 in text:
-            mod = index.module_of_path(path)
-            if mod is not None and name in mod.defs and isinstance(mod.defs[name], ast.ClassDef):
-                return ClassSym(mod.name, name)
+    layers = index.shared(("layer-files",), lambda: _LayerFiles(index.tree.srt / "layers"))
+    for path in layers.holding((f"class {name}(".encode(), f"class {name}:".encode())):
+        mod = index.module_of_path(path)
+        if mod is not None and name in mod.defs and isinstance(mod.defs[name], ast.ClassDef):
+            return ClassSym(mod.name, name)
     return None
+
+
+class _LayerFiles:
+    """The files under a folder in path order, each read once, when a search first needs it
+    (several backend classes are looked for by name in each analysis)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._paths = iter_python_files(folder) if folder.is_dir() else iter(())
+        self._read: list[tuple[Path, bytes]] = []
+
+    def holding(self, needles: tuple[bytes, ...]) -> Iterator[Path]:
+        """The files whose text contains one of ``needles``, in path order."""
+        i = 0
+        while True:
+            if i == len(self._read):
+                path = next(self._paths, None)
+                if path is None:
+                    return
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    data = b""
+                self._read.append((path, data))
+            path, data = self._read[i]
+            i += 1
+            if any(n in data for n in needles):
+                yield path
 
 
 def model_file_for_github(rel: str) -> str:
