@@ -90,6 +90,10 @@ class Diagnostics:
         self._captures.append(log)
         return log
 
+    @property
+    def capturing(self) -> bool:
+        return bool(self._captures)
+
     def end_capture(self, log: list[tuple]) -> None:
         for i in range(len(self._captures) - 1, -1, -1):  # by identity: two logs may be equal
             if self._captures[i] is log:

@@ -704,7 +704,7 @@ def _value_key(v: Any, depth: int, memo: dict[int, tuple[Any, Any]]) -> Any:
     if t is Obj:
         got = memo.get(id(v))
         if got is not None and got[0] is v:
-            if got[1] is None:  # a cycle
+            if got[1] is None:  # met again while keyed (a cycle), or found unshareable before
                 raise _Unshareable
             return got[1]
         if depth <= 0 or v.pending is not None or not isinstance(v.cls, _SYMBOLS):
@@ -715,7 +715,6 @@ def _value_key(v: Any, depth: int, memo: dict[int, tuple[Any, Any]]) -> Any:
         memo[id(v)] = (v, key)
         return key
     raise _Unshareable
-
 
 
 def _keywords(c: ast.Call) -> tuple[str, ...]:

@@ -506,7 +506,7 @@ class Index:
     @property
     def is_recording(self) -> bool:
         """A result is being recorded for reuse: what cached answers used must be replayed."""
-        return bool(self._recording or self.diagnostics._captures)
+        return bool(self._recording) or self.diagnostics.capturing
 
     def replay(self, files: dict[str, str]) -> None:
         """A cached result is used: its files count as read by this analysis (with their read errors)."""
