@@ -21,7 +21,7 @@ from .evaluate import Interpreter, evaluate_expression
 from .index import ClassSym, ExternalSym, FuncSym, Index
 from .structure import structural_signature
 from .tracking import DecisionLog, TrackedInt, TrackedStr, pop, push
-from .values import HostFunction, ModuleDictObj, ModuleListObj, Namespace, Obj, Site, Sym, expr_of
+from .values import BoundMethod, HostFunction, ModuleDictObj, ModuleListObj, Namespace, Obj, Site, Sym, expr_of
 
 CONFIG_CLASS = ExternalSym("transformers.PretrainedConfig")
 _NAMESPACE_REF = re.compile(r"namespace\('(\w+)'\)")
@@ -59,6 +59,10 @@ class Runtime:
         opaque = self.catalog.runtime.opaque_packages
         self._opaque_exact = frozenset(opaque)
         self._opaque_prefixes = tuple(p + "." for p in opaque)
+        self._opaque_methods: dict[str, frozenset[str]] = {}  # method name -> class names
+        for cls_name, methods in self.catalog.runtime.opaque_methods.items():
+            for m in methods:
+                self._opaque_methods[m] = self._opaque_methods.get(m, frozenset()) | {cls_name}
 
     # ------------------------------------------------------------ values
 
@@ -110,6 +114,10 @@ class Runtime:
         if isinstance(callee, (FuncSym, ClassSym)) and (
                 callee.dotted in self._opaque_exact or f"{callee.module}.".startswith(self._opaque_prefixes)):
             return (Sym(f"{name}(...)", "environment"),)
+        if isinstance(callee, BoundMethod) and name in self._opaque_methods:
+            classes = self._opaque_methods[name]
+            if any(isinstance(c, ClassSym) and c.name in classes for c in interp.index.mro(callee.owner)):
+                return (Sym(f"{name}(...)", "tensor"),)
         if isinstance(callee, (FuncSym, ExternalSym, Sym)) or hasattr(callee, "func"):
             key = dotted if dotted in rt.functions else name
             if key in rt.functions:

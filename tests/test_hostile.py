@@ -313,3 +313,27 @@ def test_all_reports_each_model_what_it_reports_alone(tmp_path):
         assert alone.code == 0, alone.err
         assert ("syntax-error", "layers/bad.py:4") in warnings(tmp_path / f"alone{i}")
         assert warnings(tmp_path / "all" / f"M{i}ForCausalLM") == warnings(tmp_path / f"alone{i}")
+
+
+def test_catalog_opaque_methods_are_not_interpreted(tmp_path):
+    # runtime.json lists RotaryEmbedding._compute_cos_sin_cache / _compute_inv_freq as tensor
+    # precomputation: on a subclass (by class name along the MRO) they are not run; another
+    # method of the same class still is (each reads a name that does not exist: a warning when run)
+    rope = ("from torch import nn\n\n\nclass RotaryEmbedding(nn.Module):\n    def __init__(self, head_size):\n"
+            "        super().__init__()\n\n\nclass MyRope(RotaryEmbedding):\n    def __init__(self, head_size):\n"
+            "        super().__init__(head_size)\n        self.cache = self._compute_cos_sin_cache()\n"
+            "        self.inv = self._compute_inv_freq(10000)\n        self.other = self._other()\n\n"
+            "    def _compute_inv_freq(self, base):\n        return unknown_in_inv_freq\n\n"
+            "    def _compute_cos_sin_cache(self):\n        return unknown_in_cache\n\n"
+            "    def _other(self):\n        return unknown_in_other\n")
+    model = ("from torch import nn\nfrom sglang.srt.layers.rope import MyRope\n\n\n"
+             "class TinyForCausalLM(nn.Module):\n    def __init__(self, config, quant_config=None, prefix=''):\n"
+             "        super().__init__()\n        self.rope = MyRope(128)\n\n    def forward(self, x):\n"
+             "        return self.rope(x)\n\n\nEntryClass = TinyForCausalLM\n")
+    synthetic_tree(tmp_path / "tree", {"layers/rope.py": rope, "models/tiny.py": model})
+    r = analyse(tmp_path / "tree", "TinyForCausalLM", tmp_path, "--no-cache")
+    assert r.code == 0, r.err
+    unresolved = {w["message"] for w in r.json("sglang_implementation.json")["warnings"]
+                  if w["kind"] == "unresolved-name"}
+    assert "name unknown_in_other could not be resolved" in unresolved
+    assert not any("unknown_in_cache" in m or "unknown_in_inv_freq" in m for m in unresolved), unresolved

@@ -73,6 +73,11 @@ class RuntimeCatalog(_Model):
         description="SGLang packages (or single dotted classes/functions) that are environment, not model "
                     "structure (remote storage, JIT compilation, the server's ModelConfig): calls into them give "
                     "an unknown value instead of being interpreted")
+    opaque_methods: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="class name -> methods that compute tensors, not structure (a RoPE cos/sin cache): called on "
+                    "the class or a subclass (by class name along the MRO), they give an unknown value instead of "
+                    "being interpreted")
 
 
 # ----------------------------------------------------------------------------- layers
