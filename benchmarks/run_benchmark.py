@@ -317,7 +317,9 @@ def main() -> None:
         "file of the package) are used, and output folders "
         "that already hold the identical set are not rewritten. `--all` runs with `--config-dir tests/data` "
         "(the models whose architecture has a config there get real dimensions). Peak memory comes from one more "
-        "cold `--all` run, not timed: sampling `/proc` 20 times a second slows the run it samples.",
+        "cold `--all` run, not timed: sampling `/proc` 20 times a second slows the run it samples. After each "
+        "run the benchmark waits for the processes the tool leaves writing its parse cache (detached, after it "
+        "exits), so that every timed run starts on an idle machine.",
         "",
         "## Clone cost",
         "",
