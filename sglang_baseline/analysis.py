@@ -328,13 +328,11 @@ def model_file_for_github(rel: str) -> str:
 
 def read_snippet(index: Index, rel: str, start: int, end: int) -> str:
     mod = index.parsed_module_rel(rel)
-    if mod is None:
-        path = index.tree.srt / rel
-        if not path.exists():
-            path = index.tree.root / rel
-        mod = index.parsed_module_at(path)
     if mod is not None:  # kernel sites come from parsed files: their lines are kept
         return mod.snippet(start, max(end, start))
+    path = index.tree.srt / rel
+    if not path.exists():
+        path = index.tree.root / rel
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:

@@ -6,6 +6,7 @@ way), so the JSON output, the summary and the tests can all refer to a kind by n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -100,7 +101,7 @@ class Diagnostics:
                 del self._captures[i]
                 return
 
-    def replay(self, log: list[tuple]) -> None:
+    def replay(self, log: Iterable[tuple]) -> None:
         for kind, location, detail, fmt in log:
             self.add(kind, location, detail, **fmt)
 

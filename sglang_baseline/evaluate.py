@@ -262,13 +262,10 @@ class Interpreter:
     # A memoised answer reused inside a result recorded for other analyses (a shared forward
     # reading) must give that result the files and warnings its computation gave.
     def _memo_begin(self) -> tuple[dict[str, str], Diagnostics, list[tuple]]:
-        diags = self.index.diagnostics
-        return self.index.begin_recording(), diags, diags.capture()
+        return self.index.begin_events()
 
     def _memo_end(self, key: tuple, token: tuple[dict[str, str], Diagnostics, list[tuple]]) -> None:
-        outer, diags, log = token
-        diags.end_capture(log)
-        files = self.index.end_recording(outer)
+        files, log = self.index.end_events(token)
         if files or log:
             self._events[key] = (files, log)
 

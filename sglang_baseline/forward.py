@@ -100,38 +100,31 @@ class ForwardReader:
         # an analysis and across the analyses of a process, by the values' state_key (a --all
         # run reads ~5,400 leaves, two thirds of them in a state read before).
         state = self._state_key(obj) if obj.shallow else None
-        layout_key = getattr(self.interp.runtime, "layout_key", None)
-        shared_key = (self.index.serial, id(self.catalog), layout_key(), cls, state) \
-            if state is not None and layout_key else None
-        hit = _SHARED_READINGS.get(shared_key) if shared_key else None
-        if hit is not None and hit[3] is self.catalog:
-            path, files, warned, _ = hit
-            self.index.replay(files)
-            self.index.diagnostics.replay(warned)
-            self._cache[key] = path
-            return path
-        if shared_key is None:
+        if state is None:
             path = self._read_forward(obj, cls)
         else:
-            degraded, self._degraded = self._degraded, False
-            path, files, warned = self._recorded(lambda: self._read_forward(obj, cls))
-            if not self._degraded and len(_SHARED_READINGS) < 50_000:
-                _SHARED_READINGS[shared_key] = (path, files, warned, self.catalog)
-            self._degraded = self._degraded or degraded
+            path = self._shared(_SHARED_READINGS, (cls, state), lambda: self._read_forward(obj, cls))[0]
         self._cache[key] = path
         return path
 
-    def _recorded(self, read: Callable[[], Any]) -> tuple[Any, dict[str, str], list[tuple]]:
-        """``read()``, with the files it used and the warnings it gave (to give them again to an
-        analysis that reuses what it found)."""
-        diags = self.index.diagnostics
-        log = diags.capture()
-        try:
-            with self.index.recording() as files:
-                found = read()
-        finally:
-            diags.end_capture(log)
-        return found, files, log
+    def _shared(self, cache: dict[tuple, tuple], what: tuple,
+                read: Callable[[], Any]) -> tuple[Any, dict[str, str], list[tuple]]:
+        """``read()`` shared by the analyses of the process under ``what`` (with this index,
+        catalog and layout), and the files it used and warnings it gave, which a reuse gives
+        again. A reading whose if-tests ran out of budget or time is this analysis's only."""
+        layout_key = getattr(self.interp.runtime, "layout_key", None)
+        key = (self.index.serial, id(self.catalog), layout_key(), *what) if layout_key else None
+        hit = cache.get(key) if key else None
+        if hit is not None and hit[3] is self.catalog:
+            found, files, warned, _ = hit
+            self.index.replay(files, warned)
+            return found, files, warned
+        degraded, self._degraded = self._degraded, False
+        found, files, warned = self.index.with_events(read)
+        if key and not self._degraded and len(cache) < 50_000:
+            cache[key] = (found, files, warned, self.catalog)
+        self._degraded = self._degraded or degraded
+        return found, files, warned
 
     def _read_forward(self, obj: Obj, cls: ClassSym) -> ForwardPath | None:
         method, owner, node, alternatives = self._pick_forward(cls)
@@ -588,30 +581,15 @@ class ForwardReader:
         if key in self._func_cache:
             kernels, files, warned = self._func_cache[key]
             if self.index.is_recording:  # for a reading being recorded around this one
-                self.index.replay(files)
-                self.index.diagnostics.replay(warned)
+                self.index.replay(files, warned)
             return kernels
         # A helper function is read with unknown arguments and no instance, so what it finds
         # depends only on the source, the catalog and the layout: --all shares it between the
-        # models of a process, replaying the files it read (and their read errors).
-        # Depth only grows along a chain of helpers, so a reading never meets itself.
-        layout_key = getattr(self.interp.runtime, "layout_key", None)
-        shared_key = (self.index.serial, id(self.catalog), layout_key(), fsym, depth) if layout_key else None
-        hit = _SHARED_HELPERS.get(shared_key) if shared_key else None
-        if hit is not None and hit[3] is self.catalog:
-            kernels, files, warned, _ = hit
-            self.index.replay(files)
-            self.index.diagnostics.replay(warned)
-            self._func_cache[key] = (kernels, files, warned)
-            return kernels
-        degraded, self._degraded = self._degraded, False
-        kernels, files, warned = self._recorded(lambda: self._read_function(fsym, depth))
-        self._func_cache[key] = (kernels, files, warned)
-        # a reading whose if-tests ran out of budget or time is this model's only
-        if shared_key and not self._degraded and len(_SHARED_HELPERS) < 50_000:
-            _SHARED_HELPERS[shared_key] = (kernels, files, warned, self.catalog)
-        self._degraded = self._degraded or degraded
-        return kernels
+        # models of a process. Depth only grows along a chain of helpers, so a reading never
+        # meets itself.
+        got = self._shared(_SHARED_HELPERS, (fsym, depth), lambda: self._read_function(fsym, depth))
+        self._func_cache[key] = got
+        return got[0]
 
     def _read_function(self, fsym: FuncSym, depth: int) -> list[Call]:
         node = self.index.node(fsym)

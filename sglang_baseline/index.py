@@ -18,7 +18,7 @@ import itertools
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -483,39 +483,61 @@ class Index:
     def recording(self) -> Iterator[dict[str, str]]:
         """Collect every file used inside the block (rel path -> digest), for a result cached
         beyond this analysis; the files are also kept for the analysis itself."""
-        outer = self.begin_recording()
+        outer = self._begin_recording()
         try:
             yield self.files_read
         finally:
-            self.end_recording(outer)
+            self._end_recording(outer)
 
-    def begin_recording(self) -> dict[str, str]:
-        """``recording()`` without a context manager (for a memo's misses); returns the token
-        for ``end_recording``, which returns the files used in between."""
+    def _begin_recording(self) -> dict[str, str]:
         outer, self.files_read = self.files_read, {}
         self._recording += 1
         return outer
 
-    def end_recording(self, outer: dict[str, str]) -> dict[str, str]:
+    def _end_recording(self, outer: dict[str, str]) -> dict[str, str]:
         inner, self.files_read = self.files_read, outer
         self._recording -= 1
         for rel, digest in inner.items():
             outer.setdefault(rel, digest)
         return inner
 
+    # A result reused by other analyses (or reused inside such a result) must give them the files
+    # it used and the warnings it gave: these record both, and ``replay`` gives them again.
+    def begin_events(self) -> tuple[dict[str, str], Diagnostics, list[tuple]]:
+        """Start recording files and warnings (without a context manager: for a memo's misses)."""
+        diags = self.diagnostics
+        return self._begin_recording(), diags, diags.capture()
+
+    def end_events(self, token: tuple[dict[str, str], Diagnostics, list[tuple]]) -> tuple[dict[str, str], list[tuple]]:
+        """The files used and the warnings given since ``begin_events``."""
+        outer, diags, log = token
+        diags.end_capture(log)
+        return self._end_recording(outer), log
+
+    def with_events(self, compute: Callable[[], Any]) -> tuple[Any, dict[str, str], list[tuple]]:
+        """``compute()``, with the files it used and the warnings it gave."""
+        token = self.begin_events()
+        try:
+            value = compute()
+        finally:
+            files, warned = self.end_events(token)
+        return value, files, warned
+
     @property
     def is_recording(self) -> bool:
         """A result is being recorded for reuse: what cached answers used must be replayed."""
         return bool(self._recording) or self.diagnostics.capturing
 
-    def replay(self, files: dict[str, str]) -> None:
-        """A cached result is used: its files count as read by this analysis (with their read errors)."""
+    def replay(self, files: dict[str, str], warned: Iterable[tuple] = ()) -> None:
+        """A cached result is used: its files count as read by this analysis (with their read
+        errors), and the warnings it gave are given again."""
         for rel, digest in files.items():
             if rel not in self.files_read:
                 self.files_read[rel] = digest
                 mod = self._by_rel.get(rel)
                 if mod is not None:
                     self._report(mod)
+        self.diagnostics.replay(warned)
 
     def shared(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """A result every analysis of this index may reuse (a backend's calls, the config classes):
@@ -674,14 +696,6 @@ class Index:
         """The module already read whose relative path is ``rel`` (never reads or parses anything)."""
         mod = self._by_rel.get(rel)
         return mod if mod is not None and mod.digest else None
-
-    def parsed_module_at(self, path: Path) -> ParsedModule | None:
-        """The module already read from ``path`` (never reads or parses anything)."""
-        try:
-            mod = self._modules.get(self.tree.dotted_of(path))
-        except ValueError:  # not under the tree
-            return None
-        return mod if mod is not None and mod.digest and mod.path == path else None
 
     # ----------------------------------------------------------------- names
 
