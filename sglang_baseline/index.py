@@ -189,7 +189,12 @@ class ParsedModule:
             return
         index, begin, end = got
         assert self._offsets is not None  # set with ``lazy``
-        node = lazyparse.parse_chunk(self.text, begin, end, name, str(self.path), self._offsets)
+        node = None
+        if isinstance(self._tree.body[index], ast.ClassDef):
+            node = lazyparse.parse_class(self.text, begin, end, name, str(self.path), self._offsets,
+                                         lambda method, line, cls=name: self._broken_method(f"{cls}.{method}", line))
+        if node is None:
+            node = lazyparse.parse_chunk(self.text, begin, end, name, str(self.path), self._offsets)
         if node is None:
             node = self._from_whole_file(name, begin)
         if node is None:  # a syntax error inside this definition: it stays an empty stub
@@ -223,6 +228,10 @@ class ParsedModule:
                     and min([st.lineno] + [d.lineno for d in st.decorator_list]) == begin:
                 return st
         return None
+
+    def _broken_method(self, qualname: str, line: int) -> None:
+        self.broken[qualname] = (f"{self.rel}:{line}", "invalid syntax")
+        self.report_broken(qualname)
 
     def report_broken(self, name: str) -> None:
         """A definition that does not parse is reported to each analysis that looks it up."""
@@ -403,6 +412,8 @@ class _LazyDefs(dict):
                 mod.materialize(top)
             elif top in mod.broken:
                 mod.report_broken(top)
+            if key != top and key in mod.broken:  # a method that does not parse
+                mod.report_broken(key)
 
     def get(self, key, default=None):  # type: ignore[override]
         self._ensure(key)
@@ -454,6 +465,9 @@ class Index:
         self._by_rel: dict[str, ParsedModule] = {}
         self._text_files: dict[str, tuple[str, str]] = {}  # module -> (rel, digest) of a text-scanned file
         self._mro_files: dict[ClassSym, dict[str, str]] = {}
+        self._mro_replayed: dict[ClassSym, dict[str, str]] = {}  # the files_read dict last replayed into
+        self._mro_name_sets: dict[ClassSym, frozenset[str]] = {}
+        self._members_found: dict[tuple[ClassSym, str], tuple[ClassSym, ast.AST] | None] = {}
         self._shared: dict[tuple, tuple[Any, dict[str, str]]] = {}  # see shared()
         # modules always parsed whole (the model's own file: a syntax error anywhere in it is an error)
         self.parse_whole: set[str] = set()
@@ -467,6 +481,9 @@ class Index:
             self._mro.clear()
             self._mro_notes.clear()
             self._mro_files.clear()
+            self._mro_replayed.clear()
+            self._mro_name_sets.clear()
+            self._members_found.clear()
             self._by_rel.clear()
             self._text_files.clear()
             self._shared.clear()
@@ -933,11 +950,16 @@ class Index:
         return self._mro_of(sym, ())
 
     def _mro_of(self, sym: ClassSym, stack: tuple[ClassSym, ...]) -> list[Symbol]:
-        if sym in self._mro:
-            for note in self._mro_notes.get(sym, ()):  # the warnings belong to every analysis that uses it
-                self._mro_note(note, stack)
-            self.replay(self._mro_files.get(sym, {}))
-            return self._mro[sym]
+        out = self._mro.get(sym)
+        if out is not None:
+            # Replay once per files_read dict: a new analysis and every recording start a new dict
+            # (and a recording is where a class under construction collects its bases' notes).
+            if self._mro_replayed.get(sym) is not self.files_read:
+                for note in self._mro_notes.get(sym, ()):  # the warnings belong to every analysis that uses it
+                    self._mro_note(note, stack)
+                self.replay(self._mro_files.get(sym, {}))
+                self._mro_replayed[sym] = self.files_read
+            return out
         with self.recording() as used:
             out = self._compute_mro(sym, stack)
         if sym in self._mro:
@@ -982,7 +1004,16 @@ class Index:
 
     def find_in_class(self, sym: ClassSym, name: str) -> tuple[ClassSym, ast.AST] | None:
         """The first definition of ``name`` (method or class attribute) along the MRO."""
-        for c in self.mro(sym):
+        mro = self.mro(sym)  # (replays the files of every class on it: all that the answer read)
+        key = (sym, name)
+        if key in self._members_found:
+            return self._members_found[key]
+        found = self._find_in_mro(mro, name)
+        self._members_found[key] = found
+        return found
+
+    def _find_in_mro(self, mro: list[Symbol], name: str) -> tuple[ClassSym, ast.AST] | None:
+        for c in mro:
             if not isinstance(c, ClassSym):
                 continue
             node = self.class_node(c)
@@ -994,14 +1025,20 @@ class Index:
         return None
 
     def is_enum(self, sym: ClassSym) -> bool:
-        return any(self.is_subclass_of(sym, n) for n in ENUM_BASES)
+        return not self._mro_names(sym).isdisjoint(ENUM_BASES)
 
     def is_subclass_of(self, sym: ClassSym, dotted_or_name: str) -> bool:
-        for c in self.mro(sym):
-            d = c.dotted if isinstance(c, (ClassSym, ExternalSym)) else ""
-            if d == dotted_or_name or d.rsplit(".", 1)[-1] == dotted_or_name:
-                return True
-        return False
+        return dotted_or_name in self._mro_names(sym)
+
+    def _mro_names(self, sym: ClassSym) -> frozenset[str]:
+        """The dotted and simple names of every class on ``sym``'s MRO."""
+        mro = self.mro(sym)  # (replays the files it read)
+        names = self._mro_name_sets.get(sym)
+        if names is None:
+            dotted = [c.dotted for c in mro if isinstance(c, (ClassSym, ExternalSym))]
+            names = frozenset(dotted) | {d.rsplit(".", 1)[-1] for d in dotted}
+            self._mro_name_sets[sym] = names
+        return names
 
     # ----------------------------------------------------------------- EntryClass
 

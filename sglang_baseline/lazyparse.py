@@ -11,6 +11,9 @@ lines the first time it is looked up and spliced into the tree in place of its s
 Anything less plain falls back to parsing the whole file: a split that may fall inside
 a string (an odd number of triple quotes) or a continuation line, a name defined twice,
 a stub that is not where it should be, or a definition whose lines do not parse alone.
+
+A large class is split the same way one level down (``parse_class``): its long methods are
+parsed when something reads more of them than their name.
 """
 
 from __future__ import annotations
@@ -135,3 +138,195 @@ def parse_chunk(text: str, begin: int, end: int, name: str, filename: str,
 def _lines(text: str) -> list[str]:
     """Lines with their ends, split at ``\n`` only (as the parser counts them; not at form feeds)."""
     return _LINE.findall(text)
+
+
+# ---------------------------------------------------------------------------- methods
+#
+# A large class is parsed the same way one level down: its methods become stubs, and a method
+# is parsed from its own lines when anything but its name is read (an analysis uses about a
+# third of the method lines of the classes it reaches).  The stub is a subclass of
+# ``ast.FunctionDef`` whose fields are properties: the first read parses the method, turns the
+# node into a plain ``ast.FunctionDef`` and fills it in, so no reader needs to know.
+
+CLASS_SPLIT_MIN_LINES = 80  # smaller classes are parsed whole
+METHOD_MIN_LINES = 8  # shorter methods stay in their class's parse
+
+_METHOD_HEAD = re.compile(r"([ \t]+)(async[ \t]+def|def)[ \t]+([A-Za-z_]\w*)")
+_CLASS_HEAD = re.compile(r"class[ \t]+([A-Za-z_]\w*)")
+
+
+class _LazyMethod:
+    """What the lazy subclasses share (see ``_lazy_class``)."""
+
+    __slots__ = ()
+
+    def _load(self) -> None:
+        state = self.__dict__.pop("_lazy", None)
+        if state is None:
+            return
+        text, begin, end, filename, offsets, whole_class, on_broken = state
+        node = _parse_method(text, begin, end, self.name, filename, offsets) or whole_class()
+        if node is None:  # a syntax error in this method: an empty one, and a warning
+            node = ast.FunctionDef(name=self.name, args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
+                                   kw_defaults=[], defaults=[]), body=[ast.Pass(lineno=begin, col_offset=0)],
+                                   decorator_list=[], returns=None, type_comment=None, lineno=begin, col_offset=0,
+                                   end_lineno=end - 1, end_col_offset=0)
+            on_broken(self.name, begin)
+        self.__class__ = type(node)
+        self.__dict__.update(node.__dict__)
+
+
+def _lazy_class(base: type) -> type:
+    ns: dict = {"__slots__": ()}
+    for f in (*base._fields, *base._attributes):
+        if f == "name":
+            continue
+
+        def get(self, f=f):
+            self._load()
+            return getattr(self, f)
+
+        def put(self, value, f=f):
+            self._load()
+            setattr(self, f, value)
+
+        ns[f] = property(get, put)
+    return type(f"Lazy{base.__name__}", (base, _LazyMethod), ns)
+
+
+_LAZY = {"def": _lazy_class(ast.FunctionDef), "async def": _lazy_class(ast.AsyncFunctionDef)}
+LAZY_TYPES = tuple(_LAZY.values())
+
+
+def _parse_method(text: str, begin: int, end: int, name: str, filename: str,
+                  offsets: list[int]) -> ast.stmt | None:
+    """The method on lines ``begin``..``end - 1`` parsed alone, at its own lines and columns."""
+    source = "\n" * (begin - 2) + "if 1:\n" + text[offsets[begin - 1]:offsets[end - 1]]
+    try:
+        sub = ast.parse(source, filename=filename)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if len(sub.body) != 1 or len(sub.body[0].body) != 1:  # type: ignore[attr-defined]
+        return None
+    node = sub.body[0].body[0]  # type: ignore[attr-defined]
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name != name:
+        return None
+    return node
+
+
+def parse_class(text: str, begin: int, end: int, name: str, filename: str, offsets: list[int],
+                on_broken) -> ast.ClassDef | None:
+    """The class on lines ``begin``..``end - 1`` with its long methods left for when they are used;
+    None when it should be parsed whole (small, or anything doubtful about the split).
+
+    ``on_broken(method, line)`` is called when a method, once needed, does not parse."""
+    if end - begin < CLASS_SPLIT_MIN_LINES:
+        return None
+    lines = _lines(text[offsets[begin - 1]:offsets[end - 1]])
+    header = next((i for i, line in enumerate(lines) if _CLASS_HEAD.match(line)), None)
+    if header is None:
+        return None
+    heads = [(i, m) for i in range(header + 1, len(lines)) if (m := _METHOD_HEAD.match(lines[i]))]
+    if not heads:
+        return None
+    indent = min(heads, key=lambda h: len(h[1].group(1)))[1].group(1)
+    starts = []
+    for i in range(header + 1, len(lines)):
+        line = lines[i]
+        body = line.lstrip(" \t")
+        if not body or body[0] in _NOT_A_START:
+            continue
+        ws = line[:len(line) - len(body)]
+        if len(ws) < len(indent) or ws == indent:
+            starts.append(i)
+        elif ws.startswith(indent) is False and len(ws) >= len(indent):
+            return None  # tabs and spaces mixed differently: let the parser decide
+    starts.append(len(lines))
+    methods: dict[str, tuple[int, int, str]] = {}
+    seen: set[str] = set()
+    k = 0
+    while k < len(starts) - 1:
+        first = k
+        while k < len(starts) - 1 and lines[starts[k]].lstrip(" \t").startswith("@"):
+            k += 1
+        if k == len(starts) - 1:
+            break
+        m = _METHOD_HEAD.match(lines[starts[k]])
+        if m is None or m.group(1) != indent:
+            if k > first:
+                return None  # decorators not followed by a method
+            k += 1
+            continue
+        b, e = starts[first], starts[k + 1]
+        k += 1
+        method = m.group(3)
+        if method in seen:
+            return None  # defined twice: parse the class whole
+        seen.add(method)
+        if "".join(lines[b:e]).rstrip().endswith("\\"):
+            return None
+        if e - b >= METHOD_MIN_LINES and e < len(lines):  # (the last one ends the class: its end positions)
+            methods[method] = (b, e, "def" if m.group(2) == "def" else "async def")
+    if not methods:
+        return None
+    bounds = sorted((b, e) for b, e, _k in methods.values())
+    edges = [header + 1, *(x for b, e in bounds for x in (b, e)), len(lines)]
+    for a, b in zip(edges, edges[1:]):
+        piece = "".join(lines[a:b])
+        if piece.count('"""') % 2 or piece.count("'''") % 2:
+            return None
+    out = list(lines)
+    for method, (b, e, kind) in methods.items():
+        out[b] = f"{indent}{kind} {method}(): pass\n"
+        for i in range(b + 1, e):
+            out[i] = "\n"
+    try:
+        tree = ast.parse("\n" * (begin - 1) + "".join(out), filename=filename)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.ClassDef) or tree.body[0].name != name:
+        return None
+    cls = tree.body[0]
+    where = {st.lineno: i for i, st in enumerate(cls.body) if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for method, (b, _e, _kind) in methods.items():
+        i = where.get(begin + b)  # a method of the class itself (not in an ``if``), followed by more of it
+        if i is None or i == len(cls.body) - 1 or cls.body[i].name != method or cls.body[i].decorator_list:
+            return None
+    for method, (b, e, kind) in methods.items():
+        i = where[begin + b]
+        lazy = _LAZY[kind].__new__(_LAZY[kind])
+        lazy.__dict__["name"] = method
+        lazy.__dict__["_lazy"] = (text, begin + b, begin + e, filename, offsets,
+                                  lambda b=b: _from_whole_class(text, begin, end, filename, offsets, begin + b),
+                                  on_broken)
+        cls.body[i] = lazy
+    return cls
+
+
+def _bodies(stmts: list[ast.stmt]):
+    """``stmts`` and the statement lists nested in its ``if``/``try``/``with`` blocks (not in defs)."""
+    yield stmts
+    for st in stmts:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for field in ("body", "orelse", "finalbody"):
+            inner = getattr(st, field, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                yield from _bodies(inner)
+        for h in getattr(st, "handlers", None) or []:
+            yield from _bodies(h.body)
+
+
+def _from_whole_class(text: str, begin: int, end: int, filename: str, offsets: list[int],
+                      line: int) -> ast.stmt | None:
+    """The method that starts on ``line``, from a parse of its whole class (when it would not parse alone)."""
+    try:
+        tree = ast.parse("\n" * (begin - 1) + text[offsets[begin - 1]:offsets[end - 1]], filename=filename)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    for body in _bodies(tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []):
+        for st in body:
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                    and min([st.lineno] + [d.lineno for d in st.decorator_list]) == line:
+                return st
+    return None

@@ -185,3 +185,159 @@ def test_an_unreadable_file_is_reported_to_every_model_that_uses_it(tmp_path, mo
     for m in ("M1ForCausalLM", "M2ForCausalLM"):
         assert ("unreadable-file", "layers/huge.py") in _warnings(tmp_path / "out" / m)
         assert _warnings(tmp_path / "out" / "all" / m) == _warnings(tmp_path / "out" / m)
+
+
+# ---------------------------------------------------------------------------- methods
+
+
+def _loaded(cls: ast.ClassDef) -> ast.ClassDef:
+    list(ast.walk(cls))  # reading a lazy method's fields parses it
+    return cls
+
+
+def _classes_split(text: str, filename: str = "x.py") -> dict[str, ast.ClassDef]:
+    skeleton = lazyparse.split(text)
+    out = {}
+    for name, (begin, end, kind) in (skeleton.chunks.items() if skeleton else ()):
+        if kind == "class":
+            cls = lazyparse.parse_class(text, begin, end, name, filename, skeleton.offsets, _no_broken)
+            if cls is not None:
+                out[name] = cls
+    return out
+
+
+def _no_broken(method, line):
+    raise AssertionError(f"{method} at line {line} did not parse")
+
+
+@pytest.mark.filterwarnings("ignore::SyntaxWarning", "ignore::DeprecationWarning")
+def test_every_class_of_a_release_reassembles_to_its_full_parse(release):
+    split = lazy = 0
+    for path in sorted((release("0.4.6") / "sglang" / "srt").rglob("*.py")):
+        text = path.read_text(encoding="utf-8-sig")
+        classes = _classes_split(text, str(path))
+        if not classes:
+            continue
+        full = {st.name: st for st in ast.parse(text).body if isinstance(st, ast.ClassDef)}
+        for name, cls in classes.items():
+            split += 1
+            lazy += sum(isinstance(st, lazyparse.LAZY_TYPES) for st in cls.body)
+            assert ast.dump(_loaded(cls), include_attributes=True) == ast.dump(full[name], include_attributes=True), \
+                (path, name)
+            assert not any(isinstance(n, lazyparse.LAZY_TYPES) for n in ast.walk(cls))
+    assert split > 100 and lazy > 3 * split  # large classes are split, most of their methods left for later
+
+
+def _big_class(methods: str) -> str:
+    filler = "".join(f"    def unused_{i}(self, x):\n        y = x + {i}\n        y = y * 2\n        y = y - 1\n"
+                     f"        y = y // 3\n        y = y % 5\n        return y\n\n" for i in range(12))
+    return "import os\n\n\nclass A(Base):\n    \"\"\"Doc.\"\"\"\n\n    size = 3\n\n" + methods + filler + \
+        "    def last(self):\n        return 0\n" + PAD
+
+
+TRICKY_METHODS = '''    @property
+    def f(self):
+        """A method with a docstring,
+        over lines."""
+        a = 1
+        b = 2
+        c = 3
+        return a + b + c
+
+    @staticmethod
+    async def g(
+        x,
+        y=(1,
+           2),
+    ) -> int:
+        async with x:
+            pass
+        return y
+        # a comment at the end
+
+    class Inner:
+        def h(self):
+            return 1
+
+    kind = "a"
+
+'''
+
+
+def test_methods_are_left_for_later_and_parsed_exactly_when_read():
+    text = _big_class(TRICKY_METHODS)
+    cls = _classes_split(text)["A"]
+    lazy = {st.name for st in cls.body if isinstance(st, lazyparse.LAZY_TYPES)}
+    assert {"f", "g", "unused_0", "unused_11"} <= lazy and "last" not in lazy and "Inner" not in lazy
+    f = next(st for st in cls.body if getattr(st, "name", "") == "f")
+    assert isinstance(f, ast.FunctionDef) and f.name == "f"  # the name does not parse it
+    assert "_lazy" in f.__dict__
+    assert f.decorator_list[0].id == "property" and type(f) is ast.FunctionDef and "_lazy" not in f.__dict__
+    full = next(st for st in ast.parse(text).body if isinstance(st, ast.ClassDef))
+    assert ast.dump(_loaded(cls), include_attributes=True) == ast.dump(full, include_attributes=True)
+
+
+@pytest.mark.parametrize("methods", [
+    '    def f(self):\n        s = """\n    def g(self):\n"""\n        x = 1\n        x = 2\n        x = 3\n        return s\n\n',
+    "    def f(self):\n        return 1\n\n    def f(self):\n        return 2\n\n",  # defined twice
+    "    def f(self):\n        x = (1 +\n  2)\n        x = 2\n        x = 3\n        x = 4\n        return x\n\n",
+    "    if os.environ.get('X'):\n        def f(self):\n            a = 1\n            a = 2\n            a = 3\n"
+    "            a = 4\n            return a\n\n",  # methods inside an ``if``
+])
+def test_doubtful_classes_parse_whole_or_exactly(methods):
+    text = _big_class(methods)
+    full = next(st for st in ast.parse(text).body if isinstance(st, ast.ClassDef))
+    cls = _classes_split(text).get("A")
+    assert cls is None or ast.dump(_loaded(cls), include_attributes=True) == ast.dump(full, include_attributes=True)
+
+
+def test_a_syntax_error_in_a_used_method_is_reported_and_an_unused_one_is_not(tmp_path):
+    steps = "".join(f"        y = y + {i}\n" for i in range(8))
+    broken = f"    def used(self, x):\n        y = x\n{steps}        return (y\n\n" \
+             f"    def unused(self, x):\n        y = x\n{steps}        return [y\n\n"
+    index = _index_with(tmp_path, "bad", _big_class(broken))
+    mod = index.module("sglang.srt.layers.bad")
+    assert index.find_in_class(ClassSym(mod.name, "A"), "size") is not None  # the class is usable
+    assert not [d for d in index.diagnostics.items if d.kind == "syntax-error"]
+    _cls, used = index.find_in_class(ClassSym(mod.name, "A"), "used")
+    assert used.body  # an empty method stands in for it
+    errors = [d.location for d in index.diagnostics.items if d.kind == "syntax-error"]
+    assert errors == ["layers/bad.py:9"]  # where the method starts
+
+
+@pytest.mark.parametrize("version", ["0.4.6", "0.5.6", "0.5.23"])
+def test_mla_architectures_read_from_their_method_alone_equal_the_whole_file(release, version):
+    from sglang_baseline.definitions import _ASSIGNS_ARCH, _functions_assigning, _mla_architectures
+
+    text = (release(version) / "sglang" / "srt" / "configs" / "model_config.py").read_text(encoding="utf-8")
+    whole = _mla_architectures(ast.parse(text))
+    alone = _functions_assigning(text, _ASSIGNS_ARCH)
+    assert "DeepseekV3ForCausalLM" in whole
+    assert alone is None or _mla_architectures(alone) == whole
+    if version != "0.4.6":  # (0.4.6's __init__ does not parse alone: the whole class is read)
+        assert alone is not None and len(alone.body) < 4
+
+
+@pytest.mark.parametrize("text", [
+    "import x\nif x:\n    y.attention_arch = AttentionArch.MLA\n",  # not in a function
+    "class C:\n    def f(self):\n        s = '''\nx\n'''\n        self.attention_arch = AttentionArch.MLA\n",
+])
+def test_mla_architectures_fall_back_to_the_whole_class_when_the_method_cannot_be_cut_out(text):
+    from sglang_baseline.definitions import _ASSIGNS_ARCH, _functions_assigning
+
+    assert _functions_assigning(text, _ASSIGNS_ARCH) is None
+
+
+def test_the_pruned_walk_finds_every_statement_naming_a_wrapper_in_walk_order(release):
+    from sglang_baseline.forward import _lines_naming, _walk_lines
+
+    text = (release("0.4.6") / "sglang" / "srt" / "layers" / "attention" / "flashinfer_backend.py").read_text()
+    names = ["BatchDecodeWithPagedKVCacheWrapper", "BatchPrefillWithPagedKVCacheWrapper",
+             "BatchPrefillWithRaggedKVCacheWrapper"]
+    tree = ast.parse(text)
+    wanted = [n for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign, ast.Call))
+              and any(name in ast.get_source_segment(text, n) for name in names)]
+    keep = {id(n) for n in wanted}
+    visited = list(_walk_lines(tree, _lines_naming(text, names)))
+    assert [n for n in visited if id(n) in keep] == wanted and len(wanted) > 5
+    assert len(visited) < len(list(ast.walk(tree))) / 4  # most of the file is skipped
