@@ -312,7 +312,7 @@ def main() -> None:
     lines += [
         "",
         "Cold: a fresh `--cache-dir`, so nothing is reused from an earlier run (large files are parsed lazily: "
-        "their top-level definitions only when used, see docs/DESIGN.md). Warm: the same command again; the parse cache and "
+        "their top-level definitions, and the long methods of large classes, only when used; see docs/DESIGN.md). Warm: the same command again; the parse cache and "
         "the result cache (keyed by the content of every file an analysis read; for `--all`, by a stamp of every "
         "file of the package) are used, and output folders "
         "that already hold the identical set are not rewritten. `--all` runs with `--config-dir tests/data` "
