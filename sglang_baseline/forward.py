@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import lazyparse
 from .catalog import Catalog
 from .diagnostics import Diagnostics
 from .evaluate import BudgetExhausted, Frame, Interpreter, _Break, _Continue, _Raise, _Return, truth
@@ -396,7 +397,7 @@ class ForwardReader:
             node = self.index.class_node(c) if isinstance(c, ClassSym) else None
             if node is None:
                 continue
-            for names, self_attrs in _built_attributes(node):
+            for names, self_attrs in _built_attributes(node, children):
                 if any(n in children for n in names):
                     continue
                 per_arg = [[x for x in attrs if x in children] for attrs in self_attrs]
@@ -701,23 +702,52 @@ def _keywords(c: ast.Call) -> tuple[str, ...]:
     return tuple(k.arg for k in c.keywords if k.arg)
 
 
-def _built_attributes(node: ast.ClassDef) -> list[tuple[list[str], list[list[str]]]]:
-    """``self.a[, self.b] = f(arg, ...)`` in a class: the targets, and the ``self.x`` read by each argument."""
-    got = _BUILT.get(id(node))
-    if got is not None and got[0] is node:
+def _built_attributes(node: ast.ClassDef, children: set[str]) -> list[tuple[list[str], list[list[str]]]]:
+    """``self.a[, self.b] = f(arg, ...)`` in a class: the targets, and the ``self.x`` read by each argument.
+    A method not parsed yet whose text names none of ``children`` is skipped (only the ``self.x`` among
+    them matter to the caller), so looking does not parse every method of the class."""
+    names_any = None
+    found: list[tuple[list[str], list[list[str]]]] = []
+    for st in node.body:
+        text = lazyparse.pending_text(st)
+        if text is not None:
+            if names_any is None:
+                names_any = _word_pattern(children)
+            if names_any is None or not names_any.search(text):
+                continue
+        found.extend(_built_in(st))
+    return found
+
+
+def _word_pattern(words: set[str]) -> re.Pattern[str] | None:
+    if not words:
+        return None
+    key = frozenset(words)
+    got = _WORDS.get(key)
+    if got is None:
+        got = _WORDS[key] = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(words)) + r")\b")
+    return got
+
+
+_WORDS: dict[frozenset[str], re.Pattern[str]] = {}
+
+
+def _built_in(st: ast.stmt) -> list[tuple[list[str], list[list[str]]]]:
+    got = _BUILT.get(id(st))
+    if got is not None and got[0] is st:
         return got[1]
     found: list[tuple[list[str], list[list[str]]]] = []
-    for st in _statements(node.body):
-        if not isinstance(st, ast.Assign) or not isinstance(st.value, ast.Call):
+    for inner in _statements([st]):
+        if not isinstance(inner, ast.Assign) or not isinstance(inner.value, ast.Call):
             continue
-        targets = st.targets[0].elts if isinstance(st.targets[0], ast.Tuple) else [st.targets[0]]
+        targets = inner.targets[0].elts if isinstance(inner.targets[0], ast.Tuple) else [inner.targets[0]]
         names = [t.attr for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
                  and t.value.id == "self"]
         if names:
             found.append((names, [[x.attr for x in _walk(a) if type(x) is ast.Attribute
                                    and isinstance(x.value, ast.Name) and x.value.id == "self"]
-                                  for a in st.value.args]))
-    _BUILT[id(node)] = (node, found)
+                                  for a in inner.value.args]))
+    _BUILT[id(st)] = (st, found)
     return found
 
 
@@ -761,7 +791,9 @@ def _walk_lines(root: ast.AST, lines: list[int] | None) -> Iterator[ast.AST]:
     while todo:
         node = todo.popleft()
         for child in ast.iter_child_nodes(node):
-            first, last = getattr(child, "lineno", None), getattr(child, "end_lineno", None)
+            # (a method not parsed yet: the lines it may span, without parsing it)
+            first, last = lazyparse.pending_lines(child) or (getattr(child, "lineno", None),
+                                                             getattr(child, "end_lineno", None))
             if first is not None and last is not None:
                 i = bisect.bisect_left(lines, first)
                 if i == len(lines) or lines[i] > last:

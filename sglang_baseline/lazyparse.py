@@ -198,6 +198,22 @@ _LAZY = {"def": _lazy_class(ast.FunctionDef), "async def": _lazy_class(ast.Async
 LAZY_TYPES = tuple(_LAZY.values())
 
 
+def pending_lines(node: object) -> tuple[int, int] | None:
+    """For a method not parsed yet: the first and last line it may span (its decorators, and any
+    blank or comment lines after it, included); None for any other node."""
+    state = node.__dict__.get("_lazy") if type(node) in LAZY_TYPES else None
+    return (state[1], state[2] - 1) if state else None
+
+
+def pending_text(node: object) -> str | None:
+    """For a method not parsed yet: its source lines; None for any other node."""
+    state = node.__dict__.get("_lazy") if type(node) in LAZY_TYPES else None
+    if not state:
+        return None
+    text, begin, end, _filename, offsets = state[:5]
+    return text[offsets[begin - 1]:offsets[end - 1]]
+
+
 def _parse_method(text: str, begin: int, end: int, name: str, filename: str,
                   offsets: list[int]) -> ast.stmt | None:
     """The method on lines ``begin``..``end - 1`` parsed alone, at its own lines and columns."""

@@ -341,3 +341,36 @@ def test_the_pruned_walk_finds_every_statement_naming_a_wrapper_in_walk_order(re
     visited = list(_walk_lines(tree, _lines_naming(text, names)))
     assert [n for n in visited if id(n) in keep] == wanted and len(wanted) > 5
     assert len(visited) < len(list(ast.walk(tree))) / 4  # most of the file is skipped
+
+
+def test_looking_for_delegated_children_parses_only_the_methods_that_name_one():
+    from sglang_baseline.forward import _built_attributes
+
+    steps = "".join(f"        y = y + {i}\n" for i in range(8))
+    methods = (f"    def __init__(self, x):\n        y = x\n{steps}        self.mlp = Mlp()\n"
+               f"        self.gate = make_gate(self.mlp, y)\n\n"
+               f"    def other(self, x):\n        y = x\n{steps}        self.cache = make(self.buffer)\n\n")
+    text = _big_class(methods)
+    cls = _classes_split(text)["A"]
+    full = next(st for st in ast.parse(text).body if isinstance(st, ast.ClassDef))
+    found = _built_attributes(cls, {"mlp"})
+    assert found == _built_attributes(full, {"mlp"})[:len(found)]
+    assert (["gate"], [["mlp"], []]) in found
+    other = next(st for st in cls.body if getattr(st, "name", "") == "other")
+    assert lazyparse.pending_text(other) is not None  # not parsed: it names no child
+    assert (["cache"], [["buffer"]]) in _built_attributes(full, {"buffer"})
+    _built_attributes(cls, set())
+    assert lazyparse.pending_text(other) is not None
+
+
+def test_the_pruned_walk_parses_only_the_methods_on_the_marked_lines():
+    from sglang_baseline.forward import _lines_naming, _walk_lines
+
+    steps = "".join(f"        y = y + {i}\n" for i in range(8))
+    text = _big_class(f"    def plan(self, x):\n        y = x\n{steps}        self.w = Wrapper(y)\n\n")
+    cls = _classes_split(text)["A"]
+    module = ast.Module(body=[cls], type_ignores=[])
+    assigns = [n for n in _walk_lines(module, _lines_naming(text, ["Wrapper"])) if isinstance(n, ast.Assign)]
+    assert [ast.unparse(a) for a in assigns] == ["self.w = Wrapper(y)"]
+    lazy_left = [st.name for st in cls.body if lazyparse.pending_text(st) is not None]
+    assert "plan" not in lazy_left and "unused_0" in lazy_left and len(lazy_left) == 12
