@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import tracking
+from . import lazyparse, tracking
 from .diagnostics import Diagnostics
 from .index import (
     ClassSym,
@@ -152,6 +152,9 @@ def _handlers(cls: type) -> tuple[dict[type, Any], dict[type, Any]]:
             node_type = getattr(ast, name[len(prefix):], None) if name.startswith(prefix) else None
             if isinstance(node_type, type):
                 out[node_type] = getattr(cls, name)
+        for lazy in lazyparse.LAZY_TYPES:  # a method not parsed yet is run as the def it stands for
+            if lazy.__bases__[0] in out:
+                out[lazy] = out[lazy.__bases__[0]]
         return out
     return table("_e_"), table("_s_")
 
