@@ -104,8 +104,8 @@ def _analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tp
         index = Index(SourceTree(source.root), diags, cache)
     index.parse_whole.add(match.chosen.module)
     mod = index.module(match.chosen.module)
-    if mod is not None and mod.lazy:  # parsed lazily for another model (--all): the model's file must parse
-        mod.tree  # noqa: B018 (parses every definition; a syntax error sets mod.error)
+    if mod is not None and mod.parsed_lazily:  # for another model (--all): the model's file must parse
+        mod.check_parses()
     if mod is None or mod.error and (mod.broken or mod.tree is not None and not mod.tree.body):
         why = mod.error if mod is not None else "file not found"
         raise ModelSourceError(f"{match.chosen.file} cannot be analysed: {why}")

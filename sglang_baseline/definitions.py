@@ -441,7 +441,7 @@ def mla_architectures(index: Index) -> list[str]:
         return []
     got = _MLA_ARCHS.get(id(mod))
     if got is None or got[0] is not mod:
-        tree = _functions_assigning(mod.text, _ASSIGNS_ARCH)
+        tree = _functions_assigning(mod.text, _NAMES_ARCH)
         if tree is None:
             mod.materialize_containing("attention_arch")  # not the whole file: the rest is not needed
             tree = ast.Module(body=mod.top_level, type_ignores=[])
@@ -449,7 +449,7 @@ def mla_architectures(index: Index) -> list[str]:
     return list(got[1])
 
 
-_ASSIGNS_ARCH = re.compile(r"\.attention_arch[ \t]*=(?!=)")
+_NAMES_ARCH = re.compile(r"attention_arch")  # (the AST decides which lines assign it)
 _DEF = re.compile(r"([ \t]*)(?:async[ \t]+)?def[ \t]")
 
 

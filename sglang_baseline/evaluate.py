@@ -152,9 +152,9 @@ def _handlers(cls: type) -> tuple[dict[type, Any], dict[type, Any]]:
             node_type = getattr(ast, name[len(prefix):], None) if name.startswith(prefix) else None
             if isinstance(node_type, type):
                 out[node_type] = getattr(cls, name)
-        for lazy in lazyparse.LAZY_TYPES:  # a method not parsed yet is run as the def it stands for
-            if lazy.__bases__[0] in out:
-                out[lazy] = out[lazy.__bases__[0]]
+        for stub in lazyparse.STUB_TYPES:  # a method not parsed yet (or broken) is run as the def it stands for
+            if stub.__bases__[0] in out:
+                out[stub] = out[stub.__bases__[0]]
         return out
     return table("_e_"), table("_s_")
 

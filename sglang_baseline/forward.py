@@ -791,9 +791,14 @@ def _walk_lines(root: ast.AST, lines: list[int] | None) -> Iterator[ast.AST]:
     while todo:
         node = todo.popleft()
         for child in ast.iter_child_nodes(node):
-            # (a method not parsed yet: the lines it may span, without parsing it)
-            first, last = lazyparse.pending_lines(child) or (getattr(child, "lineno", None),
-                                                             getattr(child, "end_lineno", None))
+            span = lazyparse.pending_lines(child)  # (a method not parsed yet: without parsing it)
+            if span is None:
+                first, last = getattr(child, "lineno", None), getattr(child, "end_lineno", None)
+                decorators = getattr(child, "decorator_list", None) if first is not None else None
+                if decorators:  # a definition's lines start at its first decorator
+                    first = min([first] + [d.lineno for d in decorators])
+            else:
+                first, last = span
             if first is not None and last is not None:
                 i = bisect.bisect_left(lines, first)
                 if i == len(lines) or lines[i] > last:

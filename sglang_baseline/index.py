@@ -213,6 +213,16 @@ class ParsedModule:
             if needle in self.text[self._offsets[begin - 1]:self._offsets[end - 1]]:  # type: ignore[index]
                 self.materialize(name)
 
+    def check_parses(self) -> None:
+        """Parse the whole text once, as Python would import it (for a module that must parse: the
+        model's own file, read lazily for another model first); a syntax error sets ``error``."""
+        if self._whole is None and self.text:
+            self._from_whole_file("<module>", 0)
+
+    @property
+    def parsed_lazily(self) -> bool:
+        return self._offsets is not None
+
     def _from_whole_file(self, name: str, begin: int) -> ast.stmt | None:
         if self._whole is None:
             try:
@@ -467,7 +477,7 @@ class Index:
         self._mro_files: dict[ClassSym, dict[str, str]] = {}
         self._mro_replayed: dict[ClassSym, dict[str, str]] = {}  # the files_read dict last replayed into
         self._mro_name_sets: dict[ClassSym, frozenset[str]] = {}
-        self._members_found: dict[tuple[ClassSym, str], tuple[ClassSym, ast.AST] | None] = {}
+        self._members_found: dict[tuple[ClassSym, str], tuple[tuple[ClassSym, ast.AST] | None, list[ClassSym]]] = {}
         self._shared: dict[tuple, tuple[Any, dict[str, str]]] = {}  # see shared()
         # modules always parsed whole (the model's own file: a syntax error anywhere in it is an error)
         self.parse_whole: set[str] = set()
@@ -952,11 +962,11 @@ class Index:
     def _mro_of(self, sym: ClassSym, stack: tuple[ClassSym, ...]) -> list[Symbol]:
         out = self._mro.get(sym)
         if out is not None:
-            # Replay once per files_read dict: a new analysis and every recording start a new dict
-            # (and a recording is where a class under construction collects its bases' notes).
+            # The files are replayed once per files_read dict: a new analysis and every recording
+            # start a new one.
+            for note in self._mro_notes.get(sym, ()):  # the warnings belong to every analysis that uses it
+                self._mro_note(note, stack)
             if self._mro_replayed.get(sym) is not self.files_read:
-                for note in self._mro_notes.get(sym, ()):  # the warnings belong to every analysis that uses it
-                    self._mro_note(note, stack)
                 self.replay(self._mro_files.get(sym, {}))
                 self._mro_replayed[sym] = self.files_read
             return out
@@ -1006,23 +1016,29 @@ class Index:
         """The first definition of ``name`` (method or class attribute) along the MRO."""
         mro = self.mro(sym)  # (replays the files of every class on it: all that the answer read)
         key = (sym, name)
-        if key in self._members_found:
-            return self._members_found[key]
-        found = self._find_in_mro(mro, name)
-        self._members_found[key] = found
-        return found
-
-    def _find_in_mro(self, mro: list[Symbol], name: str) -> tuple[ClassSym, ast.AST] | None:
+        got = self._members_found.get(key)
+        if got is not None:
+            found, looked_at = got
+            for c in looked_at:  # a definition that does not parse is reported at each lookup
+                mod = self._modules.get(c.module)
+                if mod is not None and mod.broken:
+                    mod.defs.get(c.qualname)
+            return found
+        looked_at = []
+        found = None
         for c in mro:
             if not isinstance(c, ClassSym):
                 continue
+            looked_at.append(c)
             node = self.class_node(c)
             if node is None:
                 continue
-            found = class_member(node, name)
-            if found is not None:
-                return c, found
-        return None
+            member = class_member(node, name)
+            if member is not None:
+                found = (c, member)
+                break
+        self._members_found[key] = (found, looked_at)
+        return found
 
     def is_enum(self, sym: ClassSym) -> bool:
         return not self._mro_names(sym).isdisjoint(ENUM_BASES)

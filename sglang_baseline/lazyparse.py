@@ -44,28 +44,15 @@ def split(text: str) -> Skeleton | None:
     starts = [i for i, line in enumerate(lines) if line[:1] and line[:1] not in _NOT_A_START]
     starts.append(len(lines))
     chunks: dict[str, tuple[int, int, str]] = {}
-    seen: set[str] = set()
-    k = 0
-    while k < len(starts) - 1:
-        first = k
-        while k < len(starts) - 1 and lines[starts[k]].startswith("@"):  # decorators go with their def
-            k += 1
-        if k == len(starts) - 1:
-            break
-        m = _HEAD.match(lines[starts[k]])
-        if m is None:
-            if k > first:
-                return None  # decorators not followed by their def at column 0 (a continued decorator)
-            k += 1
-            continue
+    found = _definitions(lines, starts, _HEAD.match)
+    if found is None:
+        return None  # decorators not followed by their def at column 0 (a continued decorator)
+    for begin, end, m in found:
         kind, name = m.group(1), m.group(2)
-        begin, end = starts[first], starts[k + 1]
-        k += 1
         if "".join(lines[begin:end]).rstrip().endswith("\\"):
             return None  # a continued line
-        if name in seen:
+        if name in chunks:
             return None  # defined twice: which one wins is for the full parser to say
-        seen.add(name)
         chunks[name] = (begin + 1, end + 1, "class" if kind == "class" else "async def" if kind != "def" else "def")
     if not chunks:
         return None
@@ -87,6 +74,29 @@ def split(text: str) -> Skeleton | None:
         for i in range(begin, end - 1):
             out[i] = "\n"
     return Skeleton("".join(out), chunks, list(itertools.accumulate(map(len, lines), initial=0)))
+
+
+def _definitions(lines: list[str], starts: list[int], head) -> list[tuple[int, int, re.Match[str]]] | None:
+    """The definitions among the statement-start lines ``starts`` (the last entry: the end):
+    (first line, decorators included; the line after the last; ``head``'s match of the def line).
+    None when decorators are not followed by a definition."""
+    out = []
+    k = 0
+    while k < len(starts) - 1:
+        first = k
+        while k < len(starts) - 1 and lines[starts[k]].lstrip(" \t").startswith("@"):  # decorators go with their def
+            k += 1
+        if k == len(starts) - 1:
+            break
+        m = head(lines[starts[k]])
+        if m is None:
+            if k > first:
+                return None
+            k += 1
+            continue
+        out.append((starts[first], starts[k + 1], m))
+        k += 1
+    return out
 
 
 def stub_positions(tree: ast.Module, skeleton: Skeleton) -> dict[str, int] | None:
@@ -156,46 +166,71 @@ _CLASS_HEAD = re.compile(r"class[ \t]+([A-Za-z_]\w*)")
 
 
 class _LazyMethod:
-    """What the lazy subclasses share (see ``_lazy_class``)."""
+    """What the lazy subclasses share (see ``_stub_class``)."""
 
     __slots__ = ()
 
     def _load(self) -> None:
-        state = self.__dict__.pop("_lazy", None)
+        state = self.__dict__.get("_lazy")
         if state is None:
             return
         text, begin, end, filename, offsets, whole_class, on_broken = state
         node = _parse_method(text, begin, end, self.name, filename, offsets) or whole_class()
-        if node is None:  # a syntax error in this method: an empty one, and a warning
-            node = ast.FunctionDef(name=self.name, args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
-                                   kw_defaults=[], defaults=[]), body=[ast.Pass(lineno=begin, col_offset=0)],
-                                   decorator_list=[], returns=None, type_comment=None, lineno=begin, col_offset=0,
-                                   end_lineno=end - 1, end_col_offset=0)
-            on_broken(self.name, begin)
-        self.__class__ = type(node)
+        base = type(self).__bases__[0]
+        del self.__dict__["_lazy"]
+        if node is None or type(node) is not base:
+            # A syntax error in this method: it stands as an empty one that reports the error each
+            # time it is read (in every analysis that reads it, as when that analysis runs alone).
+            self.__dict__["_broken"] = (on_broken, begin)
+            self.__dict__["_values"] = _empty_function(base, begin, end)
+            self.__class__ = _BROKEN[base]
+            return
+        self.__class__ = base
         self.__dict__.update(node.__dict__)
 
 
-def _lazy_class(base: type) -> type:
+def _empty_function(base: type, begin: int, end: int) -> dict:
+    values = {"args": ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None,
+                                    defaults=[]),
+              "body": [ast.Pass(lineno=begin, col_offset=0, end_lineno=begin, end_col_offset=0)],
+              "decorator_list": [], "returns": None, "type_comment": None, "type_params": [],
+              "lineno": begin, "col_offset": 0, "end_lineno": end - 1, "end_col_offset": 0}
+    return {f: values.get(f) for f in (*base._fields, *base._attributes) if f != "name"}
+
+
+def _stub_class(base: type, prefix: str) -> type:
+    """A subclass of ``base`` whose fields (all but ``name``) are properties: a pending method
+    (``Lazy``) parses itself on the first read; a broken one (``Broken``) reports itself on each."""
     ns: dict = {"__slots__": ()}
     for f in (*base._fields, *base._attributes):
         if f == "name":
             continue
+        if prefix == "Lazy":
+            def get(self, f=f):
+                self._load()
+                return getattr(self, f)
 
-        def get(self, f=f):
-            self._load()
-            return getattr(self, f)
+            def put(self, value, f=f):
+                self._load()
+                setattr(self, f, value)
+        else:
+            def get(self, f=f):
+                on_broken, line = self.__dict__["_broken"]
+                on_broken(self.name, line)
+                return self.__dict__["_values"][f]
 
-        def put(self, value, f=f):
-            self._load()
-            setattr(self, f, value)
-
+            def put(self, value, f=f):
+                self.__dict__["_values"][f] = value
         ns[f] = property(get, put)
-    return type(f"Lazy{base.__name__}", (base, _LazyMethod), ns)
+    bases = (base, _LazyMethod) if prefix == "Lazy" else (base,)
+    return type(f"{prefix}{base.__name__}", bases, ns)
 
 
-_LAZY = {"def": _lazy_class(ast.FunctionDef), "async def": _lazy_class(ast.AsyncFunctionDef)}
+_BASES = {"def": ast.FunctionDef, "async def": ast.AsyncFunctionDef}
+_LAZY = {kind: _stub_class(base, "Lazy") for kind, base in _BASES.items()}
+_BROKEN = {base: _stub_class(base, "Broken") for base in _BASES.values()}
 LAZY_TYPES = tuple(_LAZY.values())
+STUB_TYPES = LAZY_TYPES + tuple(_BROKEN.values())  # each stands for its first base class
 
 
 def pending_lines(node: object) -> tuple[int, int] | None:
@@ -260,21 +295,11 @@ def parse_class(text: str, begin: int, end: int, name: str, filename: str, offse
     starts.append(len(lines))
     methods: dict[str, tuple[int, int, str]] = {}
     seen: set[str] = set()
-    k = 0
-    while k < len(starts) - 1:
-        first = k
-        while k < len(starts) - 1 and lines[starts[k]].lstrip(" \t").startswith("@"):
-            k += 1
-        if k == len(starts) - 1:
-            break
-        m = _METHOD_HEAD.match(lines[starts[k]])
-        if m is None or m.group(1) != indent:
-            if k > first:
-                return None  # decorators not followed by a method
-            k += 1
-            continue
-        b, e = starts[first], starts[k + 1]
-        k += 1
+    found = _definitions(lines, starts, lambda line: m if (m := _METHOD_HEAD.match(line)) and m.group(1) == indent
+                         else None)
+    if found is None:
+        return None  # decorators not followed by a method
+    for b, e, m in found:
         method = m.group(3)
         if method in seen:
             return None  # defined twice: parse the class whole

@@ -154,6 +154,26 @@ def test_a_syntax_error_in_a_used_definition_reaches_only_its_users_in_all(tmp_p
     assert ("syntax-error", "layers/big.py:9") not in _warnings(tmp_path / "out" / "M2ForCausalLM")
 
 
+def test_a_syntax_error_in_an_unused_method_of_the_models_own_file_is_an_error_in_all_too(tmp_path):
+    steps = "".join(f"        y = y + {i}\n" for i in range(10))
+    big = "".join(f"    def helper_{i}(self, y):\n{steps}        return y\n\n" for i in range(8))
+    x = ("from torch import nn\n\n\nclass XModel(nn.Module):\n    def __init__(self, config):\n"
+         "        super().__init__()\n\n" + big + f"    def broken(self, y):\n{steps}        return (y\n\n"
+         "    def forward(self, x):\n        return x\n\n\n"
+         "class XForCausalLM(nn.Module):\n    def __init__(self, config, quant_config=None, prefix=''):\n"
+         "        super().__init__()\n        self.model = XModel(config)\n\n    def forward(self, x):\n"
+         "        return self.model(x)\n\n\n" + PAD + "EntryClass = XForCausalLM\n")
+    y = ("from torch import nn\nfrom sglang.srt.models.x import XModel\n\n\nclass YForCausalLM(nn.Module):\n"
+         "    def __init__(self, config, quant_config=None, prefix=''):\n        super().__init__()\n"
+         "        self.model = XModel(config)\n\n    def forward(self, x):\n        return self.model(x)\n\n\n"
+         + PAD + PAD + PAD + "EntryClass = YForCausalLM\n")  # larger: analysed first, reads x.py lazily
+    root = synthetic_tree(tmp_path / "tree", {"models/x.py": x, "models/y.py": y})
+    rows, alone = _all_and_alone(root, tmp_path / "out", ["XForCausalLM"])
+    assert alone["XForCausalLM"].code == 5 and "models/x.py" in alone["XForCausalLM"].err
+    assert rows["XForCausalLM"]["status"] == "error" and "cannot be analysed" in rows["XForCausalLM"]["error"]
+    assert rows["YForCausalLM"]["status"] == "ok"
+
+
 def test_the_models_own_file_parses_whole_even_when_another_model_read_it_first(tmp_path):
     x = ("from torch import nn\n\n\nclass XModel(nn.Module):\n    def __init__(self, config):\n        super().__init__()\n\n"
          "    def forward(self, x):\n        return x\n\n\n"
@@ -303,15 +323,31 @@ def test_a_syntax_error_in_a_used_method_is_reported_and_an_unused_one_is_not(tm
     assert used.body  # an empty method stands in for it
     errors = [d.location for d in index.diagnostics.items if d.kind == "syntax-error"]
     assert errors == ["layers/bad.py:9"]  # where the method starts
+    for _ in range(2):  # each later analysis that reads it is told again, as when it runs alone
+        index.begin_analysis(Diagnostics())
+        assert not [d for d in index.diagnostics.items if d.kind == "syntax-error"]
+        assert index.find_in_class(ClassSym(mod.name, "A"), "used")[1].body
+        assert [d.location for d in index.diagnostics.items if d.kind == "syntax-error"] == ["layers/bad.py:9"]
+
+
+def test_a_broken_base_class_is_reported_to_each_analysis_that_looks_through_it(tmp_path):
+    filler = "".join(f"def unused_{i}(x):\n    return x + {i}\n\n\n" for i in range(400))
+    index = _index_with(tmp_path, "base", filler + "class Base:\n    def f(self):\n        return (\n\n\n"
+                        "class Sub(Base):\n    x = 1\n")
+    mod = index.module("sglang.srt.layers.base")
+    for _ in range(2):
+        index.begin_analysis(Diagnostics())
+        assert index.find_in_class(ClassSym(mod.name, "Sub"), "f") is None
+        assert [d for d in index.diagnostics.items if d.kind == "syntax-error" and "base.py" in d.location]
 
 
 @pytest.mark.parametrize("version", ["0.4.6", "0.5.6", "0.5.23"])
 def test_mla_architectures_read_from_their_method_alone_equal_the_whole_file(release, version):
-    from sglang_baseline.definitions import _ASSIGNS_ARCH, _functions_assigning, _mla_architectures
+    from sglang_baseline.definitions import _NAMES_ARCH, _functions_assigning, _mla_architectures
 
     text = (release(version) / "sglang" / "srt" / "configs" / "model_config.py").read_text(encoding="utf-8")
     whole = _mla_architectures(ast.parse(text))
-    alone = _functions_assigning(text, _ASSIGNS_ARCH)
+    alone = _functions_assigning(text, _NAMES_ARCH)
     assert "DeepseekV3ForCausalLM" in whole
     assert alone is None or _mla_architectures(alone) == whole
     if version != "0.4.6":  # (0.4.6's __init__ does not parse alone: the whole class is read)
@@ -323,9 +359,9 @@ def test_mla_architectures_read_from_their_method_alone_equal_the_whole_file(rel
     "class C:\n    def f(self):\n        s = '''\nx\n'''\n        self.attention_arch = AttentionArch.MLA\n",
 ])
 def test_mla_architectures_fall_back_to_the_whole_class_when_the_method_cannot_be_cut_out(text):
-    from sglang_baseline.definitions import _ASSIGNS_ARCH, _functions_assigning
+    from sglang_baseline.definitions import _NAMES_ARCH, _functions_assigning
 
-    assert _functions_assigning(text, _ASSIGNS_ARCH) is None
+    assert _functions_assigning(text, _NAMES_ARCH) is None
 
 
 def test_the_pruned_walk_finds_every_statement_naming_a_wrapper_in_walk_order(release):
@@ -374,3 +410,12 @@ def test_the_pruned_walk_parses_only_the_methods_on_the_marked_lines():
     assert [ast.unparse(a) for a in assigns] == ["self.w = Wrapper(y)"]
     lazy_left = [st.name for st in cls.body if lazyparse.pending_text(st) is not None]
     assert "plan" not in lazy_left and "unused_0" in lazy_left and len(lazy_left) == 12
+
+
+def test_the_pruned_walk_enters_a_definition_whose_decorator_names_a_wrapper():
+    from sglang_baseline.forward import _lines_naming, _walk_lines
+
+    text = "@deco(\n    wrappers.append(Wrapper()),\n)\ndef f():\n    return 1\n"
+    tree = ast.parse(text)
+    calls = [n for n in _walk_lines(tree, _lines_naming(text, ["Wrapper"])) if isinstance(n, ast.Call)]
+    assert len(calls) == len([n for n in ast.walk(tree) if isinstance(n, ast.Call)]) == 3
