@@ -156,7 +156,8 @@ def _lines(text: str) -> list[str]:
 # is parsed from its own lines when anything but its name is read (an analysis uses about a
 # third of the method lines of the classes it reaches).  The stub is a subclass of
 # ``ast.FunctionDef`` whose fields are properties: the first read parses the method, turns the
-# node into a plain ``ast.FunctionDef`` and fills it in, so no reader needs to know.
+# node into a plain ``ast.FunctionDef`` and fills it in, so no reader needs to know (a method
+# that does not parse turns into a ``Broken`` stub instead: an empty method that reports itself).
 
 CLASS_SPLIT_MIN_LINES = 80  # smaller classes are parsed whole
 METHOD_MIN_LINES = 8  # shorter methods stay in their class's parse
@@ -290,7 +291,7 @@ def parse_class(text: str, begin: int, end: int, name: str, filename: str, offse
         ws = line[:len(line) - len(body)]
         if len(ws) < len(indent) or ws == indent:
             starts.append(i)
-        elif ws.startswith(indent) is False and len(ws) >= len(indent):
+        elif not ws.startswith(indent) and len(ws) >= len(indent):
             return None  # tabs and spaces mixed differently: let the parser decide
     starts.append(len(lines))
     methods: dict[str, tuple[int, int, str]] = {}
