@@ -8,9 +8,10 @@ line number, and the resulting skeleton is parsed.  Imports, assignments and ``i
 ``try`` blocks are therefore exact from the start; a definition is parsed from its own
 lines the first time it is looked up and spliced into the tree in place of its stub.
 
-Anything less plain falls back to parsing the whole file: a split that may fall inside
-a string (an odd number of triple quotes) or a continuation line, a name defined twice,
-a stub that is not where it should be, or a definition whose lines do not parse alone.
+A line inside a triple-quoted string is never taken for the start of a statement
+(``_in_strings``).  Anything less plain falls back to parsing the whole file: a quote that
+does not close on its line, a continuation line, a name defined twice, a stub that is not
+where it should be, or a definition whose lines do not parse alone.
 
 A large class is split the same way one level down (``parse_class``): its long methods are
 parsed when something reads more of them than their name.
@@ -41,7 +42,10 @@ def split(text: str) -> Skeleton | None:
     if "\x0c" in text or _LONE_CR.search(text):
         return None  # form feeds and bare carriage returns start lines the split would not see
     lines = _lines(text)
-    starts = [i for i, line in enumerate(lines) if line[:1] and line[:1] not in _NOT_A_START]
+    strings = _in_strings(lines)
+    if strings is None:
+        return None
+    starts = [i for i, line in enumerate(lines) if line[:1] and line[:1] not in _NOT_A_START and i not in strings]
     starts.append(len(lines))
     chunks: dict[str, tuple[int, int, str]] = {}
     found = _definitions(lines, starts, _HEAD.match)
@@ -56,18 +60,6 @@ def split(text: str) -> Skeleton | None:
         chunks[name] = (begin + 1, end + 1, "class" if kind == "class" else "async def" if kind != "def" else "def")
     if not chunks:
         return None
-    # Each definition, and the code between two definitions (kept as it is), must hold whole
-    # triple-quoted strings: otherwise a split may fall inside one (a heuristic: a quote
-    # character inside a comment or another string can fool it).
-    bounds = sorted((b - 1, e - 1) for b, e, _k in chunks.values())
-    pieces = [piece for (b, e), nxt in zip(bounds, [*(x[0] for x in bounds[1:]), len(lines)])
-              for piece in ((b, e), (e, nxt))]
-    if bounds[0][0] > 0:
-        pieces.append((0, bounds[0][0]))
-    for a, b in pieces:
-        text_piece = "".join(lines[a:b])
-        if text_piece.count('"""') % 2 or text_piece.count("'''") % 2:
-            return None
     out = list(lines)
     for name, (begin, end, kind) in chunks.items():
         out[begin - 1] = f"{kind} {name}{'' if kind == 'class' else '()'}: pass\n"
@@ -143,6 +135,48 @@ def parse_chunk(text: str, begin: int, end: int, name: str, filename: str,
     if not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or node.name != name:
         return None
     return node
+
+
+_TOKEN = re.compile("|".join((
+    r"(#)",  # a comment
+    r"('''|\"\"\")",  # a triple quote
+    r"""('(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")""",  # a one-line string
+    r"""([^#'"]+)""",  # anything else
+)))
+
+
+def _in_strings(lines: list[str]) -> set[int] | None:
+    """The lines that begin inside a triple-quoted string (so cannot start a statement); None when
+    a line is doubtful (a one-quote string continued with a backslash, an unmatched quote).
+
+    Only lines holding a triple quote can open or close one, so only they are scanned, from the
+    state the previous such line left: comments and one-line strings (where a triple quote is
+    just text) are skipped."""
+    inside: set[int] = set()
+    quote = ""  # the triple quote we are inside, or ""
+    opened = 0  # the line where it opened
+    for i in [i for i, line in enumerate(lines) if '"""' in line or "'''" in line]:
+        line = lines[i]
+        pos = 0
+        while pos < len(line):
+            if quote:
+                end = line.find(quote, pos)
+                while end > 0 and (end - len(line[:end].rstrip("\\"))) % 2:  # an escaped quote
+                    end = line.find(quote, end + 1)
+                if end < 0:
+                    break
+                inside.update(range(opened + 1, i + 1))
+                pos, quote = end + 3, ""
+                continue
+            m = _TOKEN.match(line, pos)
+            if m is None:
+                return None  # a quote that does not close on its line
+            if m.group(1):
+                break  # a comment
+            if m.group(2):
+                quote, opened = m.group(2), i
+            pos = m.end()
+    return None if quote else inside
 
 
 def _lines(text: str) -> list[str]:
@@ -275,10 +309,11 @@ def parse_class(text: str, begin: int, end: int, name: str, filename: str, offse
     if end - begin < CLASS_SPLIT_MIN_LINES:
         return None
     lines = _lines(text[offsets[begin - 1]:offsets[end - 1]])
+    strings = _in_strings(lines)
     header = next((i for i, line in enumerate(lines) if _CLASS_HEAD.match(line)), None)
-    if header is None:
+    if header is None or strings is None:
         return None
-    heads = [(i, m) for i in range(header + 1, len(lines)) if (m := _METHOD_HEAD.match(lines[i]))]
+    heads = [(i, m) for i in range(header + 1, len(lines)) if (m := _METHOD_HEAD.match(lines[i])) and i not in strings]
     if not heads:
         return None
     indent = min(heads, key=lambda h: len(h[1].group(1)))[1].group(1)
@@ -286,7 +321,7 @@ def parse_class(text: str, begin: int, end: int, name: str, filename: str, offse
     for i in range(header + 1, len(lines)):
         line = lines[i]
         body = line.lstrip(" \t")
-        if not body or body[0] in _NOT_A_START:
+        if not body or body[0] in _NOT_A_START or i in strings:
             continue
         ws = line[:len(line) - len(body)]
         if len(ws) < len(indent) or ws == indent:
@@ -311,12 +346,6 @@ def parse_class(text: str, begin: int, end: int, name: str, filename: str, offse
             methods[method] = (b, e, "def" if m.group(2) == "def" else "async def")
     if not methods:
         return None
-    bounds = sorted((b, e) for b, e, _k in methods.values())
-    edges = [header + 1, *(x for b, e in bounds for x in (b, e)), len(lines)]
-    for a, b in zip(edges, edges[1:]):
-        piece = "".join(lines[a:b])
-        if piece.count('"""') % 2 or piece.count("'''") % 2:
-            return None
     out = list(lines)
     for method, (b, e, kind) in methods.items():
         out[b] = f"{indent}{kind} {method}(): pass\n"

@@ -79,6 +79,10 @@ def test_decorators_signatures_and_async_definitions_split_exactly():
     "def f():\n    return 1\n\x0cdef g():\n    return 2\nY = 3\n",  # a form feed starts a top-level line
     "class A:\r    x = 1\r\rdef g():\r    return 2\r",  # bare carriage returns end lines
     "@dec(\n'arg')\ndef f():\n    return 1\n\n\ndef g():\n    return 2\n",  # a decorator continued at column 0
+    # triple quotes inside a comment and a one-line string, around a column-0 ``class`` inside a string
+    'x = 1  # """\ns = """\nclass Fake:\n    pass\n"""  # """\ndef f():\n    return s\n\n\n'
+    "class Real:\n    y = \"'''\"\n    z = 2\n",
+    "a = 'it\\'s'\nt = '''\ndef g():\n    x = 1\n'''\ndef h():\n    return t\n",  # an escaped quote, then a string
 ])
 def test_doubtful_splits_parse_the_whole_file(text):
     tree = reassembled(text)
@@ -303,6 +307,9 @@ def test_methods_are_left_for_later_and_parsed_exactly_when_read():
     "    def f(self):\n        x = (1 +\n  2)\n        x = 2\n        x = 3\n        x = 4\n        return x\n\n",
     "    if os.environ.get('X'):\n        def f(self):\n            a = 1\n            a = 2\n            a = 3\n"
     "            a = 4\n            return a\n\n",  # methods inside an ``if``
+    # a triple quote inside a one-line string and a comment, and a string holding class-level lines
+    "    def m(self):\n        a = \"'''\"\n" + "".join(f"        a = {i}\n" for i in range(8))
+    + "        t = '''\n    y = 1\n    '''\n    w = 1  # '''\n\n",
 ])
 def test_doubtful_classes_parse_whole_or_exactly(methods):
     text = _big_class(methods)
@@ -419,3 +426,24 @@ def test_the_pruned_walk_enters_a_definition_whose_decorator_names_a_wrapper():
     tree = ast.parse(text)
     calls = [n for n in _walk_lines(tree, _lines_naming(text, ["Wrapper"])) if isinstance(n, ast.Call)]
     assert len(calls) == len([n for n in ast.walk(tree) if isinstance(n, ast.Call)]) == 3
+
+
+def test_triple_quotes_in_comments_and_one_line_strings_do_not_stop_the_split():
+    text = textwrap.dedent('''\
+        x = 1  # """
+        s = """
+        class Fake:
+            pass
+        """  # """
+        def f():
+            return s
+
+
+        class Real:
+            y = "\'\'\'"
+            z = 2
+    ''')
+    tree = reassembled(text)
+    assert tree is not None and {"f", "Real"} <= set(lazyparse.split(text).chunks)
+    assert "Fake" not in lazyparse.split(text).chunks
+    assert ast.dump(tree, include_attributes=True) == ast.dump(ast.parse(text), include_attributes=True)
