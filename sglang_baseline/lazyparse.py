@@ -258,7 +258,11 @@ def _stub_class(base: type, prefix: str) -> type:
                 self.__dict__["_values"][f] = value
         ns[f] = property(get, put)
     bases = (base, _LazyMethod) if prefix == "Lazy" else (base,)
-    return type(f"{prefix}{base.__name__}", bases, ns)
+    # named as its base, so that ``ast.NodeVisitor`` (and ``ast.unparse``) dispatch on it as on the
+    # def it stands for, and then read its fields
+    stub = type(base.__name__, bases, ns)
+    stub.__qualname__ = f"{prefix}{base.__name__}"
+    return stub
 
 
 _BASES = {"def": ast.FunctionDef, "async def": ast.AsyncFunctionDef}

@@ -299,6 +299,7 @@ def test_methods_are_left_for_later_and_parsed_exactly_when_read():
     assert f.decorator_list[0].id == "property" and type(f) is ast.FunctionDef and "_lazy" not in f.__dict__
     full = next(st for st in ast.parse(text).body if isinstance(st, ast.ClassDef))
     assert ast.dump(_loaded(cls), include_attributes=True) == ast.dump(full, include_attributes=True)
+    assert ast.unparse(_classes_split(text)["A"]) == ast.unparse(full)  # a visitor dispatches on a stub as a def
 
 
 @pytest.mark.parametrize("methods", [
