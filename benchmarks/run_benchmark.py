@@ -10,6 +10,10 @@ All figures come from one run on one SGLang release (fetched from PyPI into the 
 - what the shallow sparse clone fetches against a full clone, on a local bare
   repository built from the release in the GitHub layout.
 
+Each cold run comes right after a parse pass of its reference (P or S); the targets are
+judged on the median of these paired ratios, which the machine's speed drifting between
+passes does not skew.
+
 Usage: python benchmarks/run_benchmark.py [--release 0.5.23] [--output docs/PERFORMANCE.md]
 """
 
