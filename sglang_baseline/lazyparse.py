@@ -9,9 +9,10 @@ line number, and the resulting skeleton is parsed.  Imports, assignments and ``i
 lines the first time it is looked up and spliced into the tree in place of its stub.
 
 A line inside a triple-quoted string is never taken for the start of a statement
-(``_in_strings``).  Anything less plain falls back to parsing the whole file: a quote that
-does not close on its line, a continuation line, a name defined twice, a stub that is not
-where it should be, or a definition whose lines do not parse alone.
+(``_in_strings``).  A name defined twice at top level stays in the skeleton (every definition of it), as the
+full parser reads it.  Anything less plain falls back to parsing the whole file: a quote
+that does not close on its line, a continuation line, a stub that is not where it should
+be, or a definition whose lines do not parse alone.
 
 A large class is split the same way one level down (``parse_class``): its long methods are
 parsed when something reads more of them than their name.
@@ -51,12 +52,15 @@ def split(text: str) -> Skeleton | None:
     found = _definitions(lines, starts, _HEAD.match)
     if found is None:
         return None  # decorators not followed by their def at column 0 (a continued decorator)
+    twice: set[str] = set()
     for begin, end, m in found:
         kind, name = m.group(1), m.group(2)
         if "".join(lines[begin:end]).rstrip().endswith("\\"):
             return None  # a continued line
-        if name in chunks:
-            return None  # defined twice: which one wins is for the full parser to say
+        if name in chunks or name in twice:  # defined twice: all of them stay in the skeleton, parsed
+            chunks.pop(name, None)
+            twice.add(name)
+            continue
         chunks[name] = (begin + 1, end + 1, "class" if kind == "class" else "async def" if kind != "def" else "def")
     if not chunks:
         return None

@@ -448,3 +448,12 @@ def test_triple_quotes_in_comments_and_one_line_strings_do_not_stop_the_split():
     assert tree is not None and {"f", "Real"} <= set(lazyparse.split(text).chunks)
     assert "Fake" not in lazyparse.split(text).chunks
     assert ast.dump(tree, include_attributes=True) == ast.dump(ast.parse(text), include_attributes=True)
+
+
+def test_a_name_defined_twice_stays_in_the_skeleton_and_the_rest_is_split():
+    text = ("def f():\n    return 1\n\n\ndef g():\n    return 2\n\n\ndef f():\n    return 3\n\n\n"
+            "class A:\n    x = 1\n")
+    skeleton = lazyparse.split(text)
+    assert skeleton is not None and set(skeleton.chunks) == {"g", "A"}
+    tree = reassembled(text)
+    assert ast.dump(tree, include_attributes=True) == ast.dump(ast.parse(text), include_attributes=True)
