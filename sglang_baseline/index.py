@@ -17,7 +17,6 @@ import hashlib
 import itertools
 import os
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -463,7 +462,6 @@ class Index:
         self._modules: dict[str, ParsedModule | None] = {}
         self._mro: dict[ClassSym, list[Symbol]] = {}
         self._mro_notes: dict[ClassSym, list[tuple[str, str, str]]] = {}
-        self._lock = threading.Lock()
         self.guard_evaluator: GuardEvaluator | None = None
         self.files_read: dict[str, str] = {}  # rel path -> digest (for result caches)
         self._texts: dict[str, str] = {}
