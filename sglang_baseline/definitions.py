@@ -10,11 +10,11 @@ evaluated stays in the name as a template placeholder (``rmsnorm_h{hidden_size}`
 from __future__ import annotations
 
 import ast
-import re
-import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import lazyparse
 from .catalog import Catalog, DefinitionRule, LayerRule
 from .diagnostics import Diagnostics
 from .evaluate import Interpreter, evaluate_expression, truth
@@ -441,59 +441,18 @@ def mla_architectures(index: Index) -> list[str]:
         return []
     got = _MLA_ARCHS.get(id(mod))
     if got is None or got[0] is not mod:
-        tree = _functions_assigning(mod.text, _NAMES_ARCH)
-        if tree is None:
-            mod.materialize_containing("attention_arch")  # not the whole file: the rest is not needed
-            tree = ast.Module(body=mod.top_level, type_ignores=[])
-        got = _MLA_ARCHS[id(mod)] = (mod, _mla_architectures(tree))
+        # Only the definitions, and of a large class (ModelConfig, 1,700 lines) only the methods,
+        # whose lines mention ``attention_arch`` are parsed; the walk passes the others by.
+        mod.materialize_containing("attention_arch")
+        tree = ast.Module(body=mod.top_level, type_ignores=[])
+        got = _MLA_ARCHS[id(mod)] = (mod, _mla_architectures(lazyparse.walk_lines(
+            tree, lazyparse.lines_naming(mod.text, ["attention_arch"]))))
     return list(got[1])
 
 
-_NAMES_ARCH = re.compile(r"attention_arch")  # (the AST decides which lines assign it)
-_DEF = re.compile(r"([ \t]*)(?:async[ \t]+)?def[ \t]")
-
-
-def _functions_assigning(text: str, pattern: re.Pattern[str]) -> ast.Module | None:
-    """The innermost functions holding the lines that match ``pattern``, each parsed alone (the
-    class around them, 1,700 lines of ModelConfig, is not); None when that cannot be done safely."""
-    if not text or "\r" in text.replace("\r\n", "") or "\x0c" in text:
-        return None  # line breaks the parser would count differently
-    lines = text.split("\n")
-    wanted = [i for i, line in enumerate(lines) if pattern.search(line)]
-    if not wanted:
-        return None
-    spans: dict[int, int] = {}  # first line -> line after the last (0-based)
-    for i in wanted:
-        indent = len(lines[i]) - len(lines[i].lstrip())
-        start = next((j for j in range(i - 1, -1, -1)
-                      if (m := _DEF.match(lines[j])) and len(m.group(1)) < indent), None)
-        if start is None:
-            return None  # not inside a function
-        depth = len(_DEF.match(lines[start]).group(1))  # type: ignore[union-attr]
-        end = start + 1
-        while end < len(lines):
-            stripped = lines[end].strip()
-            if stripped and not stripped.startswith("#") and len(lines[end]) - len(lines[end].lstrip()) <= depth:
-                break
-            end += 1
-        if not start < i < end:
-            return None
-        spans[start] = max(spans.get(start, 0), end)
-    body: list[ast.stmt] = []
-    for start, end in sorted(spans.items()):
-        try:
-            tree = ast.parse(textwrap.dedent("\n".join(lines[start:end])))
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return None
-        if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
-            return None
-        body.extend(tree.body)
-    return ast.Module(body=body, type_ignores=[])
-
-
-def _mla_architectures(tree: ast.AST) -> list[str]:
+def _mla_architectures(nodes: Iterable[ast.AST]) -> list[str]:
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if not isinstance(node, ast.If):
             continue
         sets_mla = any(

@@ -19,11 +19,9 @@ classified as
 from __future__ import annotations
 
 import ast
-import bisect
 import fnmatch
 import re
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -561,7 +559,8 @@ class ForwardReader:
 
         for name in wrappers:  # only the definitions that name a wrapper class need parsing
             mod.materialize_containing(name)
-        for n in _walk_lines(ast.Module(body=mod.top_level, type_ignores=[]), _lines_naming(mod.text, wrappers)):
+        for n in lazyparse.walk_lines(ast.Module(body=mod.top_level, type_ignores=[]),
+                                     lazyparse.lines_naming(mod.text, wrappers)):
             if isinstance(n, ast.Assign):
                 c = cls_of(n.value)
                 if c:
@@ -768,43 +767,6 @@ def _walk(node: ast.AST) -> list[ast.AST]:
             elif isinstance(v, ast.AST) and not isinstance(v, _NO_WALK):
                 out.append(v)
     return out
-
-
-def _lines_naming(text: str, names: Iterable[str]) -> list[int] | None:
-    """The (1-based, sorted) lines of ``text`` that contain one of ``names``; None without text."""
-    if not text or "\r" in text.replace("\r\n", ""):
-        return None  # (a bare carriage return also ends a line for the parser)
-    names = sorted(names, key=len, reverse=True)
-    if not names:
-        return []
-    pattern = re.compile("|".join(re.escape(n) for n in names))
-    breaks = [m.start() for m in re.finditer("\n", text)]  # lines as the parser counts them
-    return sorted({bisect.bisect_left(breaks, m.start()) + 1 for m in pattern.finditer(text)})
-
-
-def _walk_lines(root: ast.AST, lines: list[int] | None) -> Iterator[ast.AST]:
-    """``ast.walk`` (same order) without the subtrees whose lines include none of ``lines``."""
-    if lines is None:
-        yield from ast.walk(root)
-        return
-    todo = deque([root])
-    while todo:
-        node = todo.popleft()
-        for child in ast.iter_child_nodes(node):
-            span = lazyparse.pending_lines(child)  # (a method not parsed yet: without parsing it)
-            if span is None:
-                first, last = getattr(child, "lineno", None), getattr(child, "end_lineno", None)
-                decorators = getattr(child, "decorator_list", None) if first is not None else None
-                if decorators:  # a definition's lines start at its first decorator
-                    first = min([first] + [d.lineno for d in decorators])
-            else:
-                first, last = span
-            if first is not None and last is not None:
-                i = bisect.bisect_left(lines, first)
-                if i == len(lines) or lines[i] > last:
-                    continue
-            todo.append(child)
-        yield node
 
 
 def _statements(body: list[ast.stmt]):

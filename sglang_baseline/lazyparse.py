@@ -21,8 +21,11 @@ parsed when something reads more of them than their name.
 from __future__ import annotations
 
 import ast
+import bisect
 import itertools
 import re
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 _HEAD = re.compile(r"(async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)")
@@ -409,3 +412,44 @@ def _from_whole_class(text: str, begin: int, end: int, filename: str, offsets: l
                     and min([st.lineno] + [d.lineno for d in st.decorator_list]) == line:
                 return st
     return None
+
+
+# ---------------------------------------------------------------------------- reading without parsing
+
+
+def lines_naming(text: str, names: Iterable[str]) -> list[int] | None:
+    """The (1-based, sorted) lines of ``text`` that contain one of ``names``; None without text."""
+    if not text or _LONE_CR.search(text):
+        return None  # (a bare carriage return also ends a line for the parser)
+    names = sorted(names, key=len, reverse=True)
+    if not names:
+        return []
+    pattern = re.compile("|".join(re.escape(n) for n in names))
+    breaks = [m.start() for m in re.finditer("\n", text)]  # lines as the parser counts them
+    return sorted({bisect.bisect_left(breaks, m.start()) + 1 for m in pattern.finditer(text)})
+
+
+def walk_lines(root: ast.AST, lines: list[int] | None) -> Iterator[ast.AST]:
+    """``ast.walk`` (same order) without the subtrees whose lines include none of ``lines``
+    (a method not parsed yet is judged by its line range, and stays unparsed when skipped)."""
+    if lines is None:
+        yield from ast.walk(root)
+        return
+    todo = deque([root])
+    while todo:
+        node = todo.popleft()
+        for child in ast.iter_child_nodes(node):
+            span = pending_lines(child)
+            if span is None:
+                first, last = getattr(child, "lineno", None), getattr(child, "end_lineno", None)
+                decorators = getattr(child, "decorator_list", None) if first is not None else None
+                if decorators:  # a definition's lines start at its first decorator
+                    first = min([first] + [d.lineno for d in decorators])
+            else:
+                first, last = span
+            if first is not None and last is not None:
+                i = bisect.bisect_left(lines, first)
+                if i == len(lines) or lines[i] > last:
+                    continue
+            todo.append(child)
+        yield node

@@ -350,30 +350,38 @@ def test_a_broken_base_class_is_reported_to_each_analysis_that_looks_through_it(
 
 
 @pytest.mark.parametrize("version", ["0.4.6", "0.5.6", "0.5.23"])
-def test_mla_architectures_read_from_their_method_alone_equal_the_whole_file(release, version):
-    from sglang_baseline.definitions import _NAMES_ARCH, _functions_assigning, _mla_architectures
+def test_mla_architectures_read_from_the_methods_that_mention_them_equal_the_whole_file(release, version):
+    from sglang_baseline.definitions import _mla_architectures, mla_architectures
 
-    text = (release(version) / "sglang" / "srt" / "configs" / "model_config.py").read_text(encoding="utf-8")
-    whole = _mla_architectures(ast.parse(text))
-    alone = _functions_assigning(text, _NAMES_ARCH)
+    root = release(version)
+    text = (root / "sglang" / "srt" / "configs" / "model_config.py").read_text(encoding="utf-8")
+    whole = _mla_architectures(ast.walk(ast.parse(text)))
+    index = Index(SourceTree(root), Diagnostics())
     assert "DeepseekV3ForCausalLM" in whole
-    assert alone is None or _mla_architectures(alone) == whole
-    if version != "0.4.6":  # (0.4.6's __init__ does not parse alone: the whole class is read)
-        assert alone is not None and len(alone.body) < 4
+    assert mla_architectures(index) == whole
+    if version != "0.4.6":  # ModelConfig is split: the methods that do not mention them are not parsed
+        config_class = index.module("sglang.srt.configs.model_config").defs["ModelConfig"]
+        assert sum(lazyparse.pending_text(st) is not None for st in config_class.body) > 10
+
+
+MLA_IF = "    if 'DeepseekV3ForCausalLM' in archs:\n        {}.attention_arch = AttentionArch.MLA\n"
 
 
 @pytest.mark.parametrize("text", [
-    "import x\nif x:\n    y.attention_arch = AttentionArch.MLA\n",  # not in a function
-    "class C:\n    def f(self):\n        s = '''\nx\n'''\n        self.attention_arch = AttentionArch.MLA\n",
+    "import x\narchs = x.archs\n" + MLA_IF.replace("    ", "", 1).replace("\n        ", "\n    ").format("y"),
+    _big_class("    def f(self, archs):\n        s = \'\'\'\nx\n\'\'\'\n" + "        a = 1\n" * 8
+               + MLA_IF.replace("    ", "        ").format("self") + "\n"),
 ])
-def test_mla_architectures_fall_back_to_the_whole_class_when_the_method_cannot_be_cut_out(text):
-    from sglang_baseline.definitions import _NAMES_ARCH, _functions_assigning
+def test_mla_architectures_outside_a_method_or_past_a_string_equal_the_whole_file(tmp_path, text):
+    from sglang_baseline.definitions import _mla_architectures, mla_architectures
 
-    assert _functions_assigning(text, _NAMES_ARCH) is None
+    (tmp_path / "sglang" / "srt" / "configs").mkdir(parents=True)
+    files = {"configs/__init__.py": "", "configs/model_config.py": text + PAD}
+    index = Index(SourceTree(synthetic_tree(tmp_path, files)), Diagnostics())
+    assert mla_architectures(index) == _mla_architectures(ast.walk(ast.parse(text))) == ["DeepseekV3ForCausalLM"]
 
 
 def test_the_pruned_walk_finds_every_statement_naming_a_wrapper_in_walk_order(release):
-    from sglang_baseline.forward import _lines_naming, _walk_lines
 
     text = (release("0.4.6") / "sglang" / "srt" / "layers" / "attention" / "flashinfer_backend.py").read_text()
     names = ["BatchDecodeWithPagedKVCacheWrapper", "BatchPrefillWithPagedKVCacheWrapper",
@@ -382,7 +390,7 @@ def test_the_pruned_walk_finds_every_statement_naming_a_wrapper_in_walk_order(re
     wanted = [n for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign, ast.Call))
               and any(name in ast.get_source_segment(text, n) for name in names)]
     keep = {id(n) for n in wanted}
-    visited = list(_walk_lines(tree, _lines_naming(text, names)))
+    visited = list(lazyparse.walk_lines(tree, lazyparse.lines_naming(text, names)))
     assert [n for n in visited if id(n) in keep] == wanted and len(wanted) > 5
     assert len(visited) < len(list(ast.walk(tree))) / 4  # most of the file is skipped
 
@@ -408,24 +416,22 @@ def test_looking_for_delegated_children_parses_only_the_methods_that_name_one():
 
 
 def test_the_pruned_walk_parses_only_the_methods_on_the_marked_lines():
-    from sglang_baseline.forward import _lines_naming, _walk_lines
 
     steps = "".join(f"        y = y + {i}\n" for i in range(8))
     text = _big_class(f"    def plan(self, x):\n        y = x\n{steps}        self.w = Wrapper(y)\n\n")
     cls = _classes_split(text)["A"]
     module = ast.Module(body=[cls], type_ignores=[])
-    assigns = [n for n in _walk_lines(module, _lines_naming(text, ["Wrapper"])) if isinstance(n, ast.Assign)]
+    assigns = [n for n in lazyparse.walk_lines(module, lazyparse.lines_naming(text, ["Wrapper"])) if isinstance(n, ast.Assign)]
     assert [ast.unparse(a) for a in assigns] == ["self.w = Wrapper(y)"]
     lazy_left = [st.name for st in cls.body if lazyparse.pending_text(st) is not None]
     assert "plan" not in lazy_left and "unused_0" in lazy_left and len(lazy_left) == 12
 
 
 def test_the_pruned_walk_enters_a_definition_whose_decorator_names_a_wrapper():
-    from sglang_baseline.forward import _lines_naming, _walk_lines
 
     text = "@deco(\n    wrappers.append(Wrapper()),\n)\ndef f():\n    return 1\n"
     tree = ast.parse(text)
-    calls = [n for n in _walk_lines(tree, _lines_naming(text, ["Wrapper"])) if isinstance(n, ast.Call)]
+    calls = [n for n in lazyparse.walk_lines(tree, lazyparse.lines_naming(text, ["Wrapper"])) if isinstance(n, ast.Call)]
     assert len(calls) == len([n for n in ast.walk(tree) if isinstance(n, ast.Call)]) == 3
 
 
