@@ -215,14 +215,15 @@ class ParsedModule:
     def check_parses(self) -> None:
         """Parse the whole text once, as Python would import it (for a module that must parse: the
         model's own file, read lazily for another model first); a syntax error sets ``error``."""
-        if self._whole is None and self.text:
-            self._from_whole_file("<module>", 0)
+        if self.text:
+            self._parse_whole("<module>", 0)
 
     @property
     def parsed_lazily(self) -> bool:
         return self._offsets is not None
 
-    def _from_whole_file(self, name: str, begin: int) -> ast.stmt | None:
+    def _parse_whole(self, name: str, begin: int) -> ast.Module:
+        """The whole file's tree, parsed once; a syntax error is recorded against ``name``."""
         if self._whole is None:
             try:
                 self._whole = ast.parse(self.text, filename=str(self.path))
@@ -232,11 +233,10 @@ class ParsedModule:
                 why = getattr(e, "msg", None) or type(e).__name__
                 self.error = f"line {line}: {why}"  # Python could not import this module
                 self.broken[name] = (f"{self.rel}:{line}", why)
-        for st in self._whole.body:
-            if isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and st.name == name \
-                    and min([st.lineno] + [d.lineno for d in st.decorator_list]) == begin:
-                return st
-        return None
+        return self._whole
+
+    def _from_whole_file(self, name: str, begin: int) -> ast.stmt | None:
+        return lazyparse.definition_at(self._parse_whole(name, begin).body, begin, name)
 
     def _broken_method(self, qualname: str, line: int) -> None:
         self.broken[qualname] = (f"{self.rel}:{line}", "invalid syntax")

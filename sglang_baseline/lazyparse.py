@@ -385,20 +385,6 @@ def parse_class(text: str, begin: int, end: int, name: str, filename: str, offse
     return cls
 
 
-def _bodies(stmts: list[ast.stmt]):
-    """``stmts`` and the statement lists nested in its ``if``/``try``/``with`` blocks (not in defs)."""
-    yield stmts
-    for st in stmts:
-        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        for field in ("body", "orelse", "finalbody"):
-            inner = getattr(st, field, None)
-            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                yield from _bodies(inner)
-        for h in getattr(st, "handlers", None) or []:
-            yield from _bodies(h.body)
-
-
 def _from_whole_class(text: str, begin: int, end: int, filename: str, offsets: list[int],
                       line: int) -> ast.stmt | None:
     """The method that starts on ``line``, from a parse of its whole class (when it would not parse alone)."""
@@ -406,11 +392,16 @@ def _from_whole_class(text: str, begin: int, end: int, filename: str, offsets: l
         tree = ast.parse("\n" * (begin - 1) + text[offsets[begin - 1]:offsets[end - 1]], filename=filename)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    for body in _bodies(tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []):
-        for st in body:
-            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) \
-                    and min([st.lineno] + [d.lineno for d in st.decorator_list]) == line:
-                return st
+    cls = tree.body[0] if tree.body and isinstance(tree.body[0], ast.ClassDef) else None
+    return definition_at(cls.body, line) if cls is not None else None
+
+
+def definition_at(stmts: list[ast.stmt], line: int, name: str | None = None) -> ast.stmt | None:
+    """The ``class``/``def`` among ``stmts`` whose first line (its first decorator's) is ``line``."""
+    for st in stmts:
+        if isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and name in (None, st.name) \
+                and min([st.lineno] + [d.lineno for d in st.decorator_list]) == line:
+            return st
     return None
 
 
