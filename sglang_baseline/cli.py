@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         return run_all(source, args, cache_dir, report)
 
     check_output_dir(args.output_dir, source.root)
-    from .fsutil import write_output_set
+    from .fsutil import encode_outputs, write_output_set
 
     results, key = _result_cache(args, cache_dir, source, config)
     if results is not None:
@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     trace = apply_coverage(calls, definitions_dir=args.definitions_dir, flashinfer_path=args.flashinfer_path,
                            trace_dump_dir=args.trace_dump_dir, progress=report)
     impl = build_implementation(a, calls, trace)
-    files = render_outputs(a, args.output_dir, impl, calls)
+    files = encode_outputs(render_outputs(a, args.output_dir, impl, calls))  # encoded once: hashed, written, cached
     digest = _write(write_output_set, args.output_dir, files)
     names = sorted({k.flashinfer_equivalent for k in calls})
     report(f"{impl.class_name} ({impl.model_file_srt}): {len(names)} definitions, {len(calls)} kernel_calls "
@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write(writer, output_dir: Path, files: dict[str, str]) -> str:
+def _write(writer, output_dir: Path, files: dict[str, bytes]) -> str:
     try:
         return writer(output_dir, files)
     except OSError as e:

@@ -87,7 +87,7 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
     """Analyse one registration; never raise (errors become rows)."""
     module, class_name, config_path = task
     from .analysis import analyse
-    from .fsutil import write_output_set
+    from .fsutil import encode_outputs, write_output_set
     from .index import Index, SourceTree
     from .report import build_implementation, build_kernel_calls, render_outputs
 
@@ -132,7 +132,7 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
                     _STATE["attention_backend"], entries=entries, match=match, index=index)
         calls = build_kernel_calls(a)
         impl = build_implementation(a, calls)
-        files = render_outputs(a, out_dir, impl, calls)
+        files = encode_outputs(render_outputs(a, out_dir, impl, calls))  # encoded once: hashed, written, cached
         digest = write_output_set(out_dir, files)
         names = {k.flashinfer_equivalent: k.status for k in calls}
         row.op_types = sorted({k.op_type for k in calls})

@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -123,11 +124,18 @@ def test_result_cache_restores_a_deleted_folder_and_survives_damage(tree, tmp_pa
     assert "result cache" in run()
     assert (out / "kernel_calls.json").read_text() == expected and (out / "summary.md").is_file()
 
-    for body in (tmp_path / "cache").rglob("*.outputs.json"):
-        body.write_text('{"kernel_calls.json": "damaged"}')
-    shutil.rmtree(out)
-    assert "result cache" not in run()  # the damaged entry is a miss: analysed again
-    assert (out / "kernel_calls.json").read_text() == expected
+    bodies = list((tmp_path / "cache").rglob("*.outputs"))
+    assert bodies
+    stored = bodies[0].read_bytes()
+    damages = [stored[:-1],  # cut short
+               stored[:-3] + b"xyz",  # same lengths, other bytes: the digest differs
+               b'[["kernel_calls.json", 7]]\ndamaged',  # well formed, but not the set recorded
+               b"not an index\n" + stored]
+    for damaged in damages:
+        bodies[0].write_bytes(damaged)
+        shutil.rmtree(out)
+        assert "result cache" not in run()  # the damaged entry is a miss: analysed again
+        assert (out / "kernel_calls.json").read_text() == expected
 
 
 def test_all_never_serves_a_model_whose_shared_dependency_changed(tmp_path):
@@ -175,3 +183,31 @@ def test_all_workers_write_their_parse_cache_when_they_exit(tmp_path):
     while time.monotonic() < deadline and len(_entries(cache)) < 3:
         time.sleep(0.1)
     assert len(_entries(cache)) >= 3  # norm.py and both model files (each worker writes what it parsed)
+
+
+def test_summary_template_is_compiled_once_and_recompiled_when_damaged(tmp_path, monkeypatch):
+    import jinja2
+
+    from sglang_baseline import report
+
+    compiles = []
+    real_compile = jinja2.Environment.compile
+
+    def counting(self, *a, **k):
+        compiles.append(1)
+        return real_compile(self, *a, **k)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+
+    def code(folder):
+        return report._make_env(folder).get_template("summary.md.j2").root_render_func.__code__.co_code
+
+    fresh = code(tmp_path / "c")
+    stored = list((tmp_path / "c").iterdir())
+    assert len(compiles) == 1 and len(stored) == 1
+    assert code(tmp_path / "c") == fresh and len(compiles) == 1  # loaded, not compiled
+    stored[0].write_bytes(stored[0].read_bytes()[:40])  # cut inside the checksum pickle
+    assert code(tmp_path / "c") == fresh and len(compiles) == 2
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    assert code(tmp_path / "d") == fresh and not (tmp_path / "d").exists()
