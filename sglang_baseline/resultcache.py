@@ -178,7 +178,8 @@ def _unpack(blob: bytes) -> dict[str, bytes] | None:
     files: dict[str, bytes] = {}
     at = 0
     for item in index:
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], int)):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and type(item[1]) is int and item[1] >= 0):
             return None
         files[item[0]] = rest[at:at + item[1]]
         at += item[1]

@@ -130,6 +130,7 @@ def test_result_cache_restores_a_deleted_folder_and_survives_damage(tree, tmp_pa
     damages = [stored[:-1],  # cut short
                stored[:-3] + b"xyz",  # same lengths, other bytes: the digest differs
                b'[["kernel_calls.json", 7]]\ndamaged',  # well formed, but not the set recorded
+               b'[["kernel_calls.json", 7], ["summary.md", -7]]\n',  # lengths that cancel out
                b"not an index\n" + stored]
     for damaged in damages:
         bodies[0].write_bytes(damaged)
