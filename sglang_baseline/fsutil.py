@@ -151,11 +151,11 @@ def output_set_digest(files: Mapping[str, str | bytes]) -> str:
     # SHA-256: OpenSSL's runs at twice BLAKE2b's speed on CPUs with SHA extensions, and a
     # --all run hashes ~190 MB of outputs
     h = hashlib.sha256()
-    for rel in sorted(files):
-        text = files[rel]
+    data = encode_outputs(files)
+    for rel in sorted(data):
         h.update(rel.encode())
         h.update(b"\0")
-        h.update(text.encode() if isinstance(text, str) else text)
+        h.update(data[rel])
         h.update(b"\0")
     return h.hexdigest()[:32]
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,14 +152,15 @@ class ResultCache:
         write(output_dir, files)
         return True
 
-    def store(self, key: str, files_read: dict[str, str], outputs: dict[str, str] | dict[str, bytes], line: str,
+    def store(self, key: str, files_read: dict[str, str], outputs: Mapping[str, str | bytes], line: str,
               extra: dict[str, Any] | None = None, digest: str | None = None) -> None:
         """Keep an analysis's outputs (``digest``: their ``output_set_digest``, when known)."""
-        entry = {"format": FORMAT, "files": files_read, "outputs_digest": digest or output_set_digest(outputs),
+        data = encode_outputs(outputs)
+        entry = {"format": FORMAT, "files": files_read, "outputs_digest": digest or output_set_digest(data),
                  "line": line, **(extra or {})}
         head, body = self._paths(key)
         try:  # the outputs first: a head is never visible without them
-            write_atomic(body, _pack(encode_outputs(outputs)))
+            write_atomic(body, _pack(data))
             write_atomic(head, json.dumps(entry))
         except OSError:
             pass  # a read-only cache only costs speed
