@@ -270,6 +270,7 @@ class SourceTree:
         self._files: dict[str, tuple[Path, bool] | None] = {}
         self._rels: dict[Path, str] = {}
         self._dotted: dict[Path, str] = {}
+        self._real_dirs: dict[Path, Path] = {}
 
     def module_file(self, dotted: str) -> tuple[Path, bool] | None:
         """The file of an internal module: (path, is_package); None when absent."""
@@ -304,13 +305,24 @@ class SourceTree:
         return got
 
     def _rel(self, path: Path) -> str:
+        real = self.resolve(path)
         try:
-            return path.resolve().relative_to(self.srt).as_posix()
+            return real.relative_to(self.srt).as_posix()
         except ValueError:
             try:
-                return path.resolve().relative_to(self.root).as_posix()
+                return real.relative_to(self.root).as_posix()
             except ValueError:
                 return path.as_posix()
+
+    def resolve(self, path: Path) -> Path:
+        """``path.resolve()``, with each folder resolved once (files of a folder share its answer;
+        a file that is itself a symbolic link is resolved in full)."""
+        if path.is_symlink() or path.name in ("", ".", ".."):
+            return path.resolve()
+        folder = self._real_dirs.get(path.parent)
+        if folder is None:
+            folder = self._real_dirs[path.parent] = path.parent.resolve()
+        return folder / path.name
 
     def dotted_of(self, path: Path) -> str:
         got = self._dotted.get(path)
@@ -319,7 +331,7 @@ class SourceTree:
         return got
 
     def _dotted_of(self, path: Path) -> str:
-        rel = path.resolve().relative_to(self.root).with_suffix("")
+        rel = self.resolve(path).relative_to(self.root).with_suffix("")
         parts = list(rel.parts)
         if parts and parts[-1] == "__init__":
             parts.pop()

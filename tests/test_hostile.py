@@ -178,6 +178,25 @@ def test_symlink_loops_in_the_tree(tree, tmp_path):
     assert r.code == 0, r.err
 
 
+def test_relative_paths_follow_symlinks_as_resolve_does(tmp_path):
+    from sglang_baseline.index import SourceTree
+
+    srt = tmp_path / "sglang" / "srt"
+    (srt / "models").mkdir(parents=True)
+    (srt / "models" / "real.py").write_text("x = 1\n")
+    os.symlink(srt / "models" / "real.py", srt / "models" / "alias.py")
+    os.symlink(srt / "models", srt / "linked")
+    outside = tmp_path / "outside.py"
+    outside.write_text("y = 2\n")
+    os.symlink(outside, srt / "models" / "away.py")
+    t = SourceTree(tmp_path)
+    for p in (srt / "models" / "real.py", srt / "models" / "alias.py", srt / "linked" / "real.py",
+              srt / "linked" / "alias.py", srt / "models" / "away.py", srt / "models" / "absent.py"):
+        assert t.resolve(p) == p.resolve()
+    assert t.rel(srt / "linked" / "alias.py") == "models/real.py"
+    assert t.rel(srt / "models" / "away.py") == "outside.py"
+
+
 def test_nothing_from_the_tree_is_executed(tree, tmp_path):
     marker = tmp_path / "EXECUTED"
     code = MARKER_CODE.format(marker=str(marker))
