@@ -1,9 +1,11 @@
 """Property tests: the evaluator agrees with Python on integer arithmetic and never crashes;
-the config loader accepts or refuses any JSON value cleanly."""
+the config loader accepts or refuses any JSON value cleanly; kernel-name patterns match as
+``fnmatch`` does."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from sglang_baseline.catalog import load_catalog
 from sglang_baseline.errors import ConfigError
 from sglang_baseline.evaluate import Interpreter, evaluate_expression
+from sglang_baseline.forward import glob_match
 from sglang_baseline.hfconfig import config_from_dict
 from sglang_baseline.index import Index, SourceTree
 from sglang_baseline.runtime import Layout, Runtime
@@ -103,3 +106,9 @@ def test_config_loader_accepts_or_refuses_cleanly(raw):
         return
     assert isinstance(cfg.raw, dict) and isinstance(cfg.text, dict)
     assert isinstance(cfg.architectures, list)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(name=st.text(alphabet="ab._", max_size=10), pattern=st.text(alphabet="ab._*?", max_size=8))
+def test_glob_match_is_fnmatchcase(name, pattern):
+    assert glob_match(name, pattern) == fnmatch.fnmatchcase(name, pattern)
