@@ -191,7 +191,9 @@ def find_model(name: str, entries: list[ModelFileEntry], architectures: list[str
     return Match(best, "keyword", best_score, [r for s, _, r in scored[1:] if s >= best_score - 0.15][:8])
 
 
-def _score(q: str, r: Registration) -> float:
+def _score(q: str, r: Registration, floor: float = 0.0) -> float:
+    """How well ``q`` names ``r`` (0..1).  A score that cannot reach ``floor`` may be returned low
+    without its string similarity worked out: the length bound of the similarity rules it out."""
     cls = norm(base_name(r.class_name))
     stem = norm(r.stem)
     best = 0.0
@@ -206,6 +208,8 @@ def _score(q: str, r: Registration) -> float:
             s = 0.85 - 0.03 * (len(q) - len(cand))
         elif q in cand:
             s = 0.7 - 0.01 * (len(cand) - len(q))
+        elif 0.8 * weight * 2 * min(len(q), len(cand)) / (len(q) + len(cand)) < max(floor, best) - 1e-9:
+            continue  # even identical letters (SequenceMatcher's length bound) would score lower
         else:
             s = 0.8 * _similarity(q, cand)
         best = max(best, s * weight)
@@ -221,7 +225,7 @@ def _similarity(a: str, b: str) -> float:
 def _others(regs: list[Registration], chosen: Registration, name: str) -> list[Registration]:
     q = norm(name)
     same_file = [r for r in regs if r.file == chosen.file and r is not chosen]
-    similar = [r for r in regs if r is not chosen and r.file != chosen.file and _score(q, r) >= 0.75]
+    similar = [r for r in regs if r is not chosen and r.file != chosen.file and _score(q, r, 0.75) >= 0.75]
     return (same_file + similar)[:8]
 
 

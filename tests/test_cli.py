@@ -86,6 +86,19 @@ def test_discovery_by_keyword_class_and_file(release, name, cls, file):
     assert (m.chosen.class_name, m.chosen.file) == (cls, file)
 
 
+@pytest.mark.parametrize("name", ["deepseek-v3", "llama", "qwen3", "kimi", "mixtral", "gemma3", "xyzzy"])
+def test_a_score_floor_leaves_every_verdict_against_it_unchanged(release, name):
+    """``_score(q, r, floor)`` skips similarities that cannot reach the floor: whether a
+    registration reaches it must not change (the alternatives listed beside the model)."""
+    from sglang_baseline.discovery import _score, all_registrations, norm, read_registrations
+
+    regs = all_registrations(read_registrations(release("0.5.23") / "sglang" / "srt"))
+    q = norm(name)
+    for floor in (0.5, 0.75, 0.9):
+        assert [r for r in regs if _score(q, r, floor) >= floor] == [r for r in regs if _score(q, r) >= floor]
+    assert [_score(q, r, 0.0) for r in regs] == [_score(q, r) for r in regs]
+
+
 @pytest.mark.parametrize("version", RELEASES)
 def test_list_shows_every_entry_class(cli, release, version):
     root = release(version)
