@@ -40,14 +40,21 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         raise
 
 
+_UNREAPED: list[int] = []
+
+
 def run_detached(work: Callable[[], None]) -> bool:
     """Run ``work`` in a detached grandchild process (its stdio on /dev/null) and return at once.
 
     False when the platform cannot fork; the caller then does the work itself.  The
-    grandchild is re-parented, so nothing waits for it and no zombie is left behind.
+    grandchild is re-parented, so nothing waits for it.  Nor does the caller wait for the
+    child that forks it (~10 ms of forking and exiting a large process, usually just before
+    the caller exits): an exited child is reaped by the next call, or adopted by init when
+    the caller exits first.
     """
     if not hasattr(os, "fork"):
         return False
+    _reap()
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -55,7 +62,7 @@ def run_detached(work: Callable[[], None]) -> bool:
     except OSError:
         return False
     if pid:
-        os.waitpid(pid, 0)
+        _UNREAPED.append(pid)
         return True
     try:  # the child: fork the worker and leave
         try:
@@ -69,6 +76,16 @@ def run_detached(work: Callable[[], None]) -> bool:
         work()
     finally:
         os._exit(0)
+
+
+def _reap() -> None:
+    for pid in list(_UNREAPED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _UNREAPED.remove(pid)
 
 
 def encode_outputs(files: Mapping[str, str | bytes]) -> dict[str, bytes]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 
-from sglang_baseline.fsutil import write_output_set
+from sglang_baseline import fsutil
+from sglang_baseline.fsutil import run_detached, write_output_set
 
 FILES = {
     "kernel_calls.json": "[]\n",
@@ -56,3 +58,29 @@ def test_a_changed_set_replaces_the_old_one(tmp_path):
     write_output_set(out, changed)
     assert not (out / "code_snippets" / "modules" / "a.py").exists()
     assert (out / "code_snippets" / "modules" / "b.py").read_text() == "y = 2\n"
+
+
+def _state(pid: int) -> str:
+    """The process's state letter (Z: exited, not yet reaped), '' once it is gone."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def test_detached_work_runs_and_its_forking_child_is_reaped_later(tmp_path):
+    done = tmp_path / "done"
+    assert run_detached(lambda: done.write_text("yes"))
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert done.read_text() == "yes"
+    # the caller did not wait for the child that forked the worker; it is left exited...
+    pid = fsutil._UNREAPED[-1]
+    while _state(pid) not in ("Z", "") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _state(pid) == "Z"
+    # ... until the next call reaps it
+    assert run_detached(lambda: None)
+    assert pid not in fsutil._UNREAPED
+    assert _state(pid) == ""
