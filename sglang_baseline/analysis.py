@@ -20,16 +20,16 @@ from .cache import ParseCache
 from .catalog import Catalog, DefinitionRule, load_catalog
 from .definitions import DefinitionUse, Namer, mla_architectures
 from .diagnostics import Diagnostics
-from .discovery import Match, ModelFileEntry, find_model, read_registrations
+from .discovery import Match, ModelFileEntry, config_classes, find_model, read_registrations
 from .errors import ModelSourceError
-from .evaluate import BudgetExhausted, Interpreter, evaluate_expression
+from .evaluate import BudgetExhausted, Interpreter, evaluate_expression, truth
 from .forward import Call, ForwardPath, ForwardReader, kernel_rank
 from .hfconfig import ModelConfig
 from .index import ClassSym, Index, SourceTree, iter_python_files
-from .runtime import Layout, Runtime, build_config_object, config_classes
+from .runtime import Layout, Runtime, build_config_object
 from .source import SourceInfo
 from .structure import Node, TreeBuilder
-from .values import Obj, Sym
+from .values import HostFunction, Obj, Sym
 
 Progress = Callable[[str], None]
 
@@ -71,7 +71,9 @@ class Analysis:
 def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps: list[int], eps: list[int],
             page_sizes: list[int], attention_backend: str, cache: ParseCache | None = None,
             progress: Progress = lambda m: None, entries: list[ModelFileEntry] | None = None,
-            match: Match | None = None, index: Index | None = None) -> Analysis:
+            match: Match | None = None, index: Index | None = None, prefetch: Any = None) -> Analysis:
+    """Analyse one model.  ``prefetch`` (a prefetch.Prefetch) gives the model-independent readings
+    a helper process made meanwhile; it is closed (its helper stopped) when the analysis ends."""
     t0 = time.perf_counter()
     # The analysis allocates millions of short-lived AST and value objects and keeps few
     # cycles: the cyclic collector would spend more time scanning than it frees.
@@ -79,8 +81,10 @@ def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps
     gc.disable()
     try:
         return _analyse(source, model_name, config, tps, eps, page_sizes, attention_backend, cache, progress,
-                        entries, match, t0, index)
+                        entries, match, t0, index, prefetch)
     finally:
+        if prefetch is not None:
+            prefetch.close()
         if gc_was_enabled:
             gc.enable()
 
@@ -88,11 +92,12 @@ def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps
 def _analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps: list[int], eps: list[int],
              page_sizes: list[int], attention_backend: str, cache: ParseCache | None, progress: Progress,
              entries: list[ModelFileEntry] | None, match: Match | None, t0: float,
-             shared: Index | None = None) -> Analysis:
+             shared: Index | None = None, prefetch: Any = None) -> Analysis:
     catalog = load_catalog()
     diags = Diagnostics()
     if entries is None:
-        entries = read_registrations(source.srt)
+        got = prefetch.take(("registrations",)) if prefetch is not None else None
+        entries = got[0] if got is not None else read_registrations(source.srt)
     if match is None:
         archs = (config.architectures if config else []) + ([a for a in config.text.get("architectures", [])
                                                              if isinstance(a, str)] if config and config.text_key else [])
@@ -102,6 +107,7 @@ def _analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tp
         index = shared
     else:
         index = Index(SourceTree(source.root), diags, cache)
+    index.prefetch = prefetch
     index.parse_whole.add(match.chosen.module)
     mod = index.module(match.chosen.module)
     if mod is not None and mod.parsed_lazily:  # for another model (--all): the model's file must parse
@@ -121,6 +127,7 @@ def _analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tp
                         index=index, catalog=catalog, layouts=results, page_sizes=page_sizes,
                         attention_backend=attention_backend, diagnostics=diags)
     _link_kernels(analysis)
+    index.prefetch = None
     analysis.seconds = time.perf_counter() - t0
     return analysis
 
@@ -277,8 +284,55 @@ def _class_calls(a: Analysis, lr: LayoutResult, classes: list[str], methods: lis
 
 
 def _method_calls(lr: LayoutResult, cls: ClassSym, method: str) -> list[Call]:
-    path: ForwardPath | None = lr.forward.method_calls(Obj(cls=cls), method)
+    return _reader_calls(lr.forward, cls, method)
+
+
+def _reader_calls(reader: ForwardReader, cls: ClassSym, method: str) -> list[Call]:
+    path: ForwardPath | None = reader.method_calls(Obj(cls=cls), method)
     return list(path.calls) if path else []
+
+
+def model_independent_readings(index: Index, catalog: Catalog, layout: Layout, raw_config: dict | None
+                               ) -> tuple[list[tuple[str, list[str]]], Callable[[ClassSym, str], list[Call]]]:
+    """What ``_class_calls`` may read for any model, and how (for a helper reading it meanwhile:
+    see prefetch).  The plan lists (class name, methods): the attention backend the config most
+    likely selects (by the catalog's rules), then the other kernel sources, then the backends of
+    the other attention architectures."""
+    interp = Interpreter(index, Runtime(catalog, layout), index.diagnostics)
+    raw = raw_config or {}
+    archs = raw.get("architectures")
+    env: dict[str, Any] = {**layout.env(), "backend": layout.attention_backend,
+                           "architecture": archs[0] if isinstance(archs, list) and archs else "",
+                           "mla_architectures": mla_architectures(index),
+                           "config_has": HostFunction("config_has", lambda name: name in raw)}
+    order = [r.arch for r in catalog.backends.architectures]
+    likely = next((r.arch for r in catalog.backends.architectures
+                   if truth(evaluate_expression(interp, r.when, env, "")) is True), None)
+    if likely in order:
+        order.remove(likely)
+        order.insert(0, likely)
+    backends: list[str] = []
+    for arch in order:
+        for choice in catalog.backends.selection:
+            if truth(evaluate_expression(interp, choice.when, {**env, "arch": arch}, "")) is True:
+                if choice.backend_class in catalog.backends.backends and choice.backend_class not in backends:
+                    backends.append(choice.backend_class)
+                break
+    plan: list[tuple[str, list[str]]] = []
+    for name in backends:
+        methods = [m for ms in catalog.backends.backends[name].paths.values() for m in ms]
+        plan.append((name, list(dict.fromkeys(methods))))
+    sources: dict[str, list[str]] = {}
+    for rule in catalog.layers.layers:
+        for d in rule.definitions:
+            if d.kernel_source is not None:
+                for name in d.kernel_source.classes:
+                    got = sources.setdefault(name, [])
+                    got.extend(m for m in d.kernel_source.methods if m not in got)
+    plan[1:1] = [(name, ms) for name, ms in sources.items() if name not in backends]
+    reader = ForwardReader(index, interp, catalog)
+    interp.new_phase()
+    return plan, lambda cls, method: _reader_calls(reader, cls, method)
 
 
 def find_class(index: Index, name: str) -> ClassSym | None:

@@ -258,12 +258,19 @@ def run(args: argparse.Namespace) -> int:
                 print(entry["line"])
             return EXIT_OK
 
+    # forked before the analysis is imported: see prefetch
+    from .prefetch import start as start_prefetch
+
+    prefetch = start_prefetch(source.root, None if args.no_cache else cache_dir,
+                              (args.tp[0], args.ep[0], args.page_size[0], args.attention_backend),
+                              config.raw if config is not None else None)
+
     from .analysis import analyse
     from .coverage import apply_coverage
     from .report import build_implementation, build_kernel_calls, render_outputs
 
     a = analyse(source, args.model_name, config, args.tp, args.ep, args.page_size, args.attention_backend,
-                cache=cache, progress=report)
+                cache=cache, progress=report, prefetch=prefetch)
     calls = build_kernel_calls(a)
     trace = apply_coverage(calls, definitions_dir=args.definitions_dir, flashinfer_path=args.flashinfer_path,
                            trace_dump_dir=args.trace_dump_dir, progress=report)

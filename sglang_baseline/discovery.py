@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ModelNotFound
+from .index import ClassSym, Index
 
 # No leading ``^`` with re.M: a pattern that starts with a literal is searched for by that literal
 # (10x faster over the ~9 MB of model files); matches not at a line start are skipped instead.
@@ -240,3 +241,41 @@ def closest(name: str, regs: list[Registration], n: int = 5) -> list[str]:
         if len(out) == n:
             break
     return out
+
+
+# ---------------------------------------------------------------------------- config classes
+
+
+def config_classes(index: Index) -> dict[str, ClassSym]:
+    """``model_type`` -> SGLang's config class, from ``sglang/srt/configs/*.py`` (once per index)."""
+    return index.shared(("config-classes",), lambda: _config_classes(index))
+
+
+def _config_classes(index: Index) -> dict[str, ClassSym]:
+    out: dict[str, ClassSym] = {}
+    folder = index.tree.srt / "configs"
+    if not folder.is_dir():
+        return out
+    # a text scan (no parsing): `class X(...):` followed, in its body, by `model_type = "..."`
+    for path in sorted(folder.glob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if "model_type" not in text:
+            continue
+        module = index.tree.dotted_of(path)
+        current = None
+        for line in text.splitlines():
+            m = _CLASS_LINE.match(line)
+            if m:
+                current = m.group(1)
+                continue
+            m = _MODEL_TYPE_LINE.match(line)
+            if m and current:
+                out.setdefault(m.group(1), ClassSym(module, current))
+    return out
+
+
+_CLASS_LINE = re.compile(r"^class\s+([A-Za-z_]\w*)\s*[(:]")
+_MODEL_TYPE_LINE = re.compile(r"^    model_type(?:\s*:\s*\w+)?\s*=\s*[\"']([^\"']+)[\"']\s*$")

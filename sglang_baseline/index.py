@@ -489,6 +489,7 @@ class Index:
         self._mro_name_sets: dict[ClassSym, frozenset[str]] = {}
         self._members_found: dict[tuple[ClassSym, str], tuple[tuple[ClassSym, ast.AST] | None, list[ClassSym]]] = {}
         self._shared: dict[tuple, tuple[Any, dict[str, str]]] = {}  # see shared()
+        self.prefetch: Any = None  # a prefetch.Prefetch: shared() results a helper reads meanwhile
         # modules always parsed whole (the model's own file: a syntax error anywhere in it is an error)
         self.parse_whole: set[str] = set()
 
@@ -583,6 +584,12 @@ class Index:
         if hit is not None:
             self.replay(hit[1])
             return hit[0]
+        got = self.prefetch.take(key) if self.prefetch is not None else None
+        if got is not None:  # read by the helper (see prefetch): as if read here
+            value, files, warned = got
+            self._shared[key] = (value, files)
+            self.replay(files, warned)
+            return value
         with self.recording() as files:
             value = compute()
         self._shared[key] = (value, files)

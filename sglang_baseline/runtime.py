@@ -344,40 +344,5 @@ def _literal(text: str) -> Any:
     return ast.literal_eval(text)
 
 
-def config_classes(index: Index) -> dict[str, ClassSym]:
-    """``model_type`` -> SGLang's config class, from ``sglang/srt/configs/*.py`` (once per index)."""
-    return index.shared(("config-classes",), lambda: _config_classes(index))
-
-
-def _config_classes(index: Index) -> dict[str, ClassSym]:
-    out: dict[str, ClassSym] = {}
-    folder = index.tree.srt / "configs"
-    if not folder.is_dir():
-        return out
-    # a text scan (no parsing): `class X(...):` followed, in its body, by `model_type = "..."`
-    for path in sorted(folder.glob("*.py")):
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        if "model_type" not in text:
-            continue
-        module = index.tree.dotted_of(path)
-        current = None
-        for line in text.splitlines():
-            m = _CLASS_LINE.match(line)
-            if m:
-                current = m.group(1)
-                continue
-            m = _MODEL_TYPE_LINE.match(line)
-            if m and current:
-                out.setdefault(m.group(1), ClassSym(module, current))
-    return out
-
-
-_CLASS_LINE = re.compile(r"^class\s+([A-Za-z_]\w*)\s*[(:]")
-_MODEL_TYPE_LINE = re.compile(r"^    model_type(?:\s*:\s*\w+)?\s*=\s*[\"']([^\"']+)[\"']\s*$")
-
-
 def site_of(obj: Any) -> Site | None:
     return getattr(obj, "site", None)

@@ -1,0 +1,213 @@
+"""The model-independent work of a one-model run, done by a forked helper meanwhile.
+
+Some of what one model's analysis needs does not depend on the model: the registrations (every
+``EntryClass`` under ``models/``), SGLang's config classes, and the paths read with an empty
+instance by ``analysis._class_calls``: the attention backends' decode and prefill paths and the
+catalog's other kernel sources (``LogitsProcessor.forward``, ``Sampler.forward``, ...).  That is
+~130 ms of a ~1 s run, so a helper process does it on the second core while the main process
+imports the analysis and evaluates the model.
+
+The helper is forked before the analysis modules are imported, when the heap is small (so
+neither process pays for copied pages), does first what the main process needs first, and
+sends each result as soon as it has it: the value (plain data: ``ModelFileEntry``,
+``ClassSym``, ``Call``), the files it read and the warnings it gave, which the main process
+replays as if it had computed the result (``Index.shared``).  The main process waits for a
+result only when it needs it and the helper has said it will send it; if the helper fails, or
+there is none (no ``fork``, one core, ``SGLANG_BASELINE_NO_PREFETCH`` set), the main process
+computes the result itself.  The outputs are the same either way.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+from typing import Any
+
+_HEADER = struct.Struct("<I")
+_DONE = ("done",)
+
+
+class Prefetch:
+    """The main process's end: results by ``Index.shared`` key, read from the helper on demand."""
+
+    KINDS = ("registrations", "config-classes", "find-class", "class-calls")  # the kinds of key it sends
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid = pid
+        self._fd = fd
+        self._buf = b""
+        self._results: dict[tuple, tuple[Any, dict[str, str], list[tuple]]] = {}
+        self._promised: set[tuple] = set()  # keys the helper will send
+        self._pending: set[str] = set(self.KINDS)  # kinds whose keys it has not all named yet
+        self._open = True
+
+    def take(self, key: tuple) -> tuple[Any, dict[str, str], list[tuple]] | None:
+        """The helper's result for ``key`` (value, files, warnings), waiting for it if the helper
+        has it still to send; None when the helper does not read it (or has failed)."""
+        if key[0] not in self.KINDS:
+            return None
+        self._receive(block=False)
+        while key not in self._results and self._open and (key in self._promised or key[0] in self._pending):
+            self._receive(block=True)
+        return self._results.pop(key, None)
+
+    def _receive(self, block: bool) -> None:
+        """Handle one message (blocking: waiting for it), or every message already here."""
+        while self._open:
+            msg = self._message()
+            if msg is not None:
+                self._handle(msg)
+                if block:
+                    return
+                continue
+            if not block and not select.select([self._fd], [], [], 0)[0]:
+                return
+            try:
+                chunk = os.read(self._fd, 1 << 20)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+                return
+            self._buf += chunk
+
+    def _message(self) -> tuple | None:
+        if len(self._buf) < _HEADER.size:
+            return None
+        (n,) = _HEADER.unpack_from(self._buf)
+        if len(self._buf) < _HEADER.size + n:
+            return None
+        data, self._buf = self._buf[_HEADER.size:_HEADER.size + n], self._buf[_HEADER.size + n:]
+        try:
+            return pickle.loads(data)
+        except Exception:
+            self.close()
+            return None
+
+    def _handle(self, msg: tuple) -> None:
+        if msg[0] == "keys":  # ("keys", keys it will send, kinds now named in full)
+            self._promised.update(msg[1])
+            self._pending.difference_update(msg[2])
+        elif msg[0] == "result":
+            self._results[msg[1]] = msg[2]
+        elif msg[0] in ("done", "failed"):
+            self.close()
+
+    def close(self) -> None:
+        """Stop listening; a helper still at work is stopped (what it has left is not needed)."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            if not pid:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+        except (ChildProcessError, ProcessLookupError, OSError):
+            pass
+
+
+def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_config: dict | None) -> Prefetch | None:
+    """Fork the helper for the tree at ``root`` and the first layout (tp, ep, page size, attention
+    backend): None where the platform cannot fork, on one core, or when ``SGLANG_BASELINE_NO_PREFETCH``
+    is set (everything is then computed in this process)."""
+    if not hasattr(os, "fork") or os.environ.get("SGLANG_BASELINE_NO_PREFETCH") or _cores() < 2:
+        return None
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return None  # a thread may hold a lock (an import's) that the forked helper would wait on forever
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return None
+    if pid:
+        os.close(w)
+        return Prefetch(pid, r)
+    # the helper: never returns
+    code = 0
+    try:
+        os.close(r)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # and the caller's pipes are not held open
+            os.dup2(devnull, fd)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _serve(w, root, cache_dir, layout, raw_config)
+    except BaseException:
+        code = 1
+        try:
+            _send(w, ("failed",))
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _send(fd: int, msg: tuple) -> None:
+    data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _serve(fd: int, root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_config: dict | None) -> None:
+    import gc
+
+    gc.disable()  # short-lived, like the main process (see cli.main)
+    from pathlib import Path
+
+    from .cache import ParseCache
+    from .diagnostics import Diagnostics
+    from .discovery import config_classes, read_registrations
+    from .index import Index, SourceTree
+
+    # first what the main process needs first, before the imports the rest needs (the evaluator's)
+    _send(fd, ("keys", [("registrations",), ("config-classes",)], ["registrations", "config-classes"]))
+    _send(fd, ("result", ("registrations",), (read_registrations(Path(root) / "sglang" / "srt"), {}, [])))
+    cache = ParseCache(Path(cache_dir), defer_writes=True) if cache_dir is not None else None  # read, never written
+    index = Index(SourceTree(Path(root)), Diagnostics(), cache)
+    _send(fd, ("result", ("config-classes",), index.with_events(lambda: config_classes(index))))
+
+    from .analysis import find_class, model_independent_readings
+    from .catalog import load_catalog
+    from .runtime import Layout
+
+    catalog = load_catalog()
+    tp, ep, page_size, backend = layout
+    plan, read = model_independent_readings(index, catalog, Layout(tp=tp, ep=ep, page_size=page_size,
+                                                                  attention_backend=backend), raw_config)
+    # a class's calls are named before the class is given (the main process asks for them next)
+    _send(fd, ("keys", [("find-class", name) for name, _ in plan], ["find-class", "class-calls"]))
+    for name, methods in plan:
+        cls, files, warned = index.with_events(lambda name=name: find_class(index, name))
+        if cls is not None:
+            _send(fd, ("keys", [("class-calls", cls.dotted, m) for m in methods], []))
+        _send(fd, ("result", ("find-class", name), (cls, files, warned)))
+        if cls is None:
+            continue
+        for m in methods:
+            value, files, warned = index.with_events(lambda cls=cls, m=m: read(cls, m))
+            _send(fd, ("result", ("class-calls", cls.dotted, m), (value, files, warned)))
+    _send(fd, _DONE)

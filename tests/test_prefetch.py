@@ -1,0 +1,109 @@
+"""The forked helper of a one-model run: what it reads is what the run would read itself, and
+a helper that fails or dies costs nothing but time."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from sglang_baseline import prefetch
+
+from .conftest import DATA, run_cli
+
+
+def _outputs(out) -> dict[str, str]:
+    """Every output file, without timings and the output folder's own name."""
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and p.name != ".sglang-baseline":
+            text = p.read_text(encoding="utf-8").replace(str(out), "OUT")
+            files[str(p.relative_to(out))] = re.sub(r'"seconds": [^,\n]+', "", text)
+    return files
+
+
+def _run(release, tmp_path, name: str, model: str, config: str | None = None):
+    args = ["--model-name", model, "--sglang-path", str(release("0.5.23")), "--no-cache", "--quiet"]
+    if config:
+        args += ["--config", str(DATA / config)]
+    r = run_cli(*args, output_dir=tmp_path / name)
+    assert r.code == 0, r.err
+    return _outputs(tmp_path / name)
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """The keys the main process took from a helper, and the helpers it started."""
+    got: list[tuple] = []
+    helpers: list[prefetch.Prefetch] = []
+    take, start = prefetch.Prefetch.take, prefetch.start
+
+    def counting_take(self, key):
+        result = take(self, key)
+        if result is not None:
+            got.append(key)
+        return result
+
+    def recording_start(*a, **k):
+        p = start(*a, **k)
+        if p is not None:
+            helpers.append(p)
+        return p
+
+    monkeypatch.setattr(prefetch.Prefetch, "take", counting_take)
+    monkeypatch.setattr(prefetch, "start", recording_start)
+    return got, helpers
+
+
+@pytest.mark.parametrize("model, config", [("deepseek-v3", "deepseek-ai--DeepSeek-V3.json"), ("qwen3_next", None)])
+def test_the_helper_reads_what_the_run_would_and_is_gone_after(release, tmp_path, monkeypatch, taken, model, config):
+    got, helpers = taken
+    with_helper = _run(release, tmp_path, "with", model, config)
+    kinds = {k[0] for k in got}
+    assert kinds == {"registrations", "config-classes", "find-class", "class-calls"}, got
+    assert helpers and all(_gone(h.pid) for h in helpers)
+    monkeypatch.setenv("SGLANG_BASELINE_NO_PREFETCH", "1")
+    got.clear()
+    alone = _run(release, tmp_path, "alone", model, config)
+    assert got == []
+    assert with_helper == alone
+
+
+def test_a_failing_or_dying_helper_changes_nothing(release, tmp_path, monkeypatch, taken):
+    got, _ = taken
+    monkeypatch.setenv("SGLANG_BASELINE_NO_PREFETCH", "1")
+    alone = _run(release, tmp_path, "alone", "llama", "meta-llama--Meta-Llama-3.1-8B.json")
+    monkeypatch.delenv("SGLANG_BASELINE_NO_PREFETCH")
+
+    def fail(*a, **k):  # runs in the forked helper
+        raise RuntimeError("helper broke")
+
+    monkeypatch.setattr(prefetch, "_serve", fail)
+    assert _run(release, tmp_path, "failed", "llama", "meta-llama--Meta-Llama-3.1-8B.json") == alone
+    assert got == []
+
+    real_send = prefetch._send
+    sent = []
+
+    def die_after_two(fd, msg):  # the helper is killed mid-way, after its first result
+        if len(sent) == 2:
+            os._exit(9)
+        sent.append(msg)
+        real_send(fd, msg)
+
+    monkeypatch.setattr(prefetch, "_serve", _serve_unpatched)
+    monkeypatch.setattr(prefetch, "_send", die_after_two)
+    assert _run(release, tmp_path, "died", "llama", "meta-llama--Meta-Llama-3.1-8B.json") == alone
+    assert got == [("registrations",)]
+
+
+_serve_unpatched = prefetch._serve
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
