@@ -19,7 +19,7 @@ from .catalog import Catalog, DefinitionRule, LayerRule
 from .diagnostics import Diagnostics
 from .evaluate import Interpreter, evaluate_expression, truth
 from .forward import Call, ForwardReader
-from .index import ClassSym, ExternalSym, Index, register_node_cache
+from .index import ClassSym, ExternalSym, Index
 from .runtime import Layout
 from .structure import Node
 from .values import EnumMember, HostFunction, Obj, Sym, expr_of, is_known
@@ -431,23 +431,20 @@ def _truthy(v: Any) -> bool:
     return truth(v) is True
 
 
-_MLA_ARCHS: dict[int, tuple[Any, list[str]]] = register_node_cache({})
-
-
 def mla_architectures(index: Index) -> list[str]:
     """Architectures SGLang's model config marks as MLA (read from configs/model_config.py)."""
+    return list(index.shared(("mla-architectures",), lambda: _read_mla_architectures(index)))
+
+
+def _read_mla_architectures(index: Index) -> list[str]:
     mod = index.module("sglang.srt.configs.model_config")
     if mod is None:
         return []
-    got = _MLA_ARCHS.get(id(mod))
-    if got is None or got[0] is not mod:
-        # Only the definitions, and of a large class (ModelConfig, 1,700 lines) only the methods,
-        # whose lines mention ``attention_arch`` are parsed; the walk passes the others by.
-        mod.materialize_containing("attention_arch")
-        tree = ast.Module(body=mod.top_level, type_ignores=[])
-        got = _MLA_ARCHS[id(mod)] = (mod, _mla_architectures(lazyparse.walk_lines(
-            tree, lazyparse.lines_naming(mod.text, ["attention_arch"]))))
-    return list(got[1])
+    # Only the definitions, and of a large class (ModelConfig, 1,700 lines) only the methods,
+    # whose lines mention ``attention_arch`` are parsed; the walk passes the others by.
+    mod.materialize_containing("attention_arch")
+    tree = ast.Module(body=mod.top_level, type_ignores=[])
+    return _mla_architectures(lazyparse.walk_lines(tree, lazyparse.lines_naming(mod.text, ["attention_arch"])))
 
 
 def _mla_architectures(nodes: Iterable[ast.AST]) -> list[str]:

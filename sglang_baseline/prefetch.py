@@ -1,11 +1,11 @@
 """The model-independent work of a one-model run, done by a forked helper meanwhile.
 
 Some of what one model's analysis needs does not depend on the model: the registrations (every
-``EntryClass`` under ``models/``), SGLang's config classes, and the paths read with an empty
-instance by ``analysis._class_calls``: the attention backends' decode and prefill paths and the
-catalog's other kernel sources (``LogitsProcessor.forward``, ``Sampler.forward``, ...).  That is
-~130 ms of a ~1 s run, so a helper process does it on the second core while the main process
-imports the analysis and evaluates the model.
+``EntryClass`` under ``models/``), SGLang's config classes and MLA architectures, and the paths
+read with an empty instance by ``analysis._class_calls``: the attention backends' decode and
+prefill paths and the catalog's other kernel sources (``LogitsProcessor.forward``,
+``Sampler.forward``, ...).  That is ~130 ms of a ~1 s run, so a helper process does it on the
+second core while the main process imports the analysis and evaluates the model.
 
 The helper is forked before the analysis modules are imported, when the heap is small (so
 neither process pays for copied pages), does first what the main process needs first, and
@@ -34,7 +34,7 @@ _DONE = ("done",)
 class Prefetch:
     """The main process's end: results by ``Index.shared`` key, read from the helper on demand."""
 
-    KINDS = ("registrations", "config-classes", "find-class", "class-calls")  # the kinds of key it sends
+    KINDS = ("registrations", "config-classes", "mla-architectures", "find-class", "class-calls")  # what it sends
 
     def __init__(self, pid: int, fd: int) -> None:
         self.pid = pid
@@ -192,8 +192,11 @@ def _serve(fd: int, root: Any, cache_dir: Any, layout: tuple[int, int, int, str]
 
     from .analysis import find_class, model_independent_readings
     from .catalog import load_catalog
+    from .definitions import mla_architectures
     from .runtime import Layout
 
+    _send(fd, ("keys", [("mla-architectures",)], ["mla-architectures"]))
+    _send(fd, ("result", ("mla-architectures",), index.with_events(lambda: mla_architectures(index))))
     catalog = load_catalog()
     tp, ep, page_size, backend = layout
     plan, read = model_independent_readings(index, catalog, Layout(tp=tp, ep=ep, page_size=page_size,

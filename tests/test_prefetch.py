@@ -61,7 +61,7 @@ def test_the_helper_reads_what_the_run_would_and_is_gone_after(release, tmp_path
     got, helpers = taken
     with_helper = _run(release, tmp_path, "with", model, config)
     kinds = {k[0] for k in got}
-    assert kinds == {"registrations", "config-classes", "find-class", "class-calls"}, got
+    assert kinds == set(prefetch.Prefetch.KINDS), got
     assert helpers and all(_gone(h.pid) for h in helpers)
     monkeypatch.setenv("SGLANG_BASELINE_NO_PREFETCH", "1")
     got.clear()
