@@ -265,12 +265,17 @@ def run(args: argparse.Namespace) -> int:
                               (args.tp[0], args.ep[0], args.page_size[0], args.attention_backend),
                               config.raw if config is not None else None)
 
-    from .analysis import analyse
+    try:
+        from .analysis import analyse
+
+        a = analyse(source, args.model_name, config, args.tp, args.ep, args.page_size, args.attention_backend,
+                    cache=cache, progress=report, prefetch=prefetch)
+    finally:  # (analyse closes it; this is for what fails or is interrupted before)
+        if prefetch is not None:
+            prefetch.close()
     from .coverage import apply_coverage
     from .report import build_implementation, build_kernel_calls, render_outputs
 
-    a = analyse(source, args.model_name, config, args.tp, args.ep, args.page_size, args.attention_backend,
-                cache=cache, progress=report, prefetch=prefetch)
     calls = build_kernel_calls(a)
     trace = apply_coverage(calls, definitions_dir=args.definitions_dir, flashinfer_path=args.flashinfer_path,
                            trace_dump_dir=args.trace_dump_dir, progress=report)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -58,7 +59,7 @@ def run_detached(work: Callable[[], None]) -> bool:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        pid = os.fork()
+        pid = fork_holding_sigint()
     except OSError:
         return False
     if pid:
@@ -76,6 +77,23 @@ def run_detached(work: Callable[[], None]) -> bool:
         work()
     finally:
         os._exit(0)
+
+
+def fork_holding_sigint() -> int:
+    """``os.fork()``, with SIGINT held until the child has its own handling (the default: it
+    dies).  A Ctrl-C landing between the fork and the child's first ``try`` would otherwise
+    raise KeyboardInterrupt into the caller's code, running on in the child."""
+    hold = hasattr(signal, "pthread_sigmask")
+    if hold:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        return pid
+    finally:
+        if hold:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _reap() -> None:

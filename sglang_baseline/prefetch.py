@@ -27,6 +27,8 @@ import struct
 import sys
 from typing import Any
 
+from .fsutil import fork_holding_sigint
+
 _HEADER = struct.Struct("<I")
 _DONE = ("done",)
 
@@ -35,6 +37,7 @@ class Prefetch:
     """The main process's end: results by ``Index.shared`` key, read from the helper on demand."""
 
     KINDS = ("registrations", "config-classes", "mla-architectures", "find-class", "class-calls")  # what it sends
+    STALL_SECONDS = 20  # its whole work takes well under a second
 
     def __init__(self, pid: int, fd: int) -> None:
         self.pid = pid
@@ -44,6 +47,8 @@ class Prefetch:
         self._promised: set[tuple] = set()  # keys the helper will send
         self._pending: set[str] = set(self.KINDS)  # kinds whose keys it has not all named yet
         self._open = True
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
 
     def take(self, key: tuple) -> tuple[Any, dict[str, str], list[tuple]] | None:
         """The helper's result for ``key`` (value, files, warnings), waiting for it if the helper
@@ -56,7 +61,8 @@ class Prefetch:
         return self._results.pop(key, None)
 
     def _receive(self, block: bool) -> None:
-        """Handle one message (blocking: waiting for it), or every message already here."""
+        """Handle one message (blocking: waiting for it), or every message already here.  A helper
+        silent for STALL_SECONDS while a result is awaited is taken for stuck and stopped."""
         while self._open:
             msg = self._message()
             if msg is not None:
@@ -64,7 +70,9 @@ class Prefetch:
                 if block:
                     return
                 continue
-            if not block and not select.select([self._fd], [], [], 0)[0]:
+            if not self._poll.poll(self.STALL_SECONDS * 1000 if block else 0):
+                if block:
+                    self.close()
                 return
             try:
                 chunk = os.read(self._fd, 1 << 20)
@@ -128,9 +136,10 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
         return None  # a thread may hold a lock (an import's) that the forked helper would wait on forever
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     r, w = os.pipe()
     try:
-        pid = os.fork()
+        pid = fork_holding_sigint()
     except OSError:
         os.close(r)
         os.close(w)
@@ -141,11 +150,12 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
     # the helper: never returns
     code = 0
     try:
-        os.close(r)
+        _die_with(parent)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # and the caller's pipes are not held open
             os.dup2(devnull, fd)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.closerange(3, w)  # nor anything else it had open
+        os.closerange(w + 1, _max_fd())
         _serve(w, root, cache_dir, layout, raw_config)
     except BaseException:
         code = 1
@@ -155,6 +165,26 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
             pass
     finally:
         os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel stop this helper if the main process dies (Linux); else it would finish
+    its work first."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before that took effect
+        os._exit(0)
+
+
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):
+        return 1 << 16
 
 
 def _cores() -> int:
@@ -201,7 +231,8 @@ def _serve(fd: int, root: Any, cache_dir: Any, layout: tuple[int, int, int, str]
     tp, ep, page_size, backend = layout
     plan, read = model_independent_readings(index, catalog, Layout(tp=tp, ep=ep, page_size=page_size,
                                                                   attention_backend=backend), raw_config)
-    # a class's calls are named before the class is given (the main process asks for them next)
+    # "class-calls" counts as named in full from here: a class's calls are named just before the
+    # class is sent, and the main process asks for a class's calls only after the class
     _send(fd, ("keys", [("find-class", name) for name, _ in plan], ["find-class", "class-calls"]))
     for name, methods in plan:
         cls, files, warned = index.with_events(lambda name=name: find_class(index, name))

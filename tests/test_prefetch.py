@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import sys
+import time
 
 import pytest
 
@@ -34,7 +37,12 @@ def _run(release, tmp_path, name: str, model: str, config: str | None = None):
 
 @pytest.fixture
 def taken(monkeypatch):
-    """The keys the main process took from a helper, and the helpers it started."""
+    """The keys the main process took from a helper, and the helpers it started (a helper
+    needs a second usable core and no other thread running)."""
+    threading = sys.modules.get("threading")
+    if prefetch._cores() < 2 or threading is not None and threading.active_count() > 1:
+        pytest.skip("no helper here: one usable core, or threads running")
+    monkeypatch.delenv("SGLANG_BASELINE_NO_PREFETCH", raising=False)
     got: list[tuple] = []
     helpers: list[prefetch.Prefetch] = []
     take, start = prefetch.Prefetch.take, prefetch.start
@@ -99,6 +107,48 @@ def test_a_failing_or_dying_helper_changes_nothing(release, tmp_path, monkeypatc
 
 
 _serve_unpatched = prefetch._serve
+
+
+def test_a_stuck_helper_is_stopped_and_its_work_done_here(release, tmp_path, monkeypatch, taken):
+    got, helpers = taken
+    monkeypatch.setenv("SGLANG_BASELINE_NO_PREFETCH", "1")
+    alone = _run(release, tmp_path, "alone", "llama")
+    monkeypatch.delenv("SGLANG_BASELINE_NO_PREFETCH")
+    real_send = prefetch._send
+
+    def stall_after_promising(fd, msg):  # in the helper: names what it will send, then hangs
+        real_send(fd, msg)
+        if msg[0] == "keys":
+            time.sleep(3600)
+
+    monkeypatch.setattr(prefetch, "_send", stall_after_promising)
+    monkeypatch.setattr(prefetch.Prefetch, "STALL_SECONDS", 1)
+
+    def hung(signum, frame):  # a main process waiting forever fails the test instead of hanging it
+        raise TimeoutError("the main process waited on a stuck helper")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        assert _run(release, tmp_path, "stuck", "llama") == alone
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert got == [] and helpers and all(_gone(h.pid) for h in helpers)
+
+
+def test_the_helper_is_stopped_when_the_run_ends_before_the_analysis(release, tmp_path, monkeypatch, taken):
+    _, helpers = taken
+    import sglang_baseline.analysis as analysis
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(analysis, "analyse", interrupted)
+    r = run_cli("--model-name", "llama", "--sglang-path", str(release("0.5.23")), "--no-cache", "--quiet",
+                output_dir=tmp_path / "out")
+    assert r.code != 0 and "interrupted" in r.err
+    assert helpers and all(_gone(h.pid) for h in helpers)
 
 
 def _gone(pid: int) -> bool:
