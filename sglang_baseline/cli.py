@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from . import __version__
@@ -172,6 +171,8 @@ def _main(argv: list[str] | None, verbose: bool) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         if verbose:
+            import traceback  # (only here: ~3 ms of every run's imports otherwise)
+
             traceback.print_exc()
         return e.exit_code
     except KeyboardInterrupt:
@@ -187,6 +188,8 @@ def _main(argv: list[str] | None, verbose: bool) -> int:
         print(f"error: internal error: {type(e).__name__}: {e} (rerun with --verbose for the traceback)",
               file=sys.stderr)
         if verbose:
+            import traceback
+
             traceback.print_exc()
         return EXIT_INTERNAL
 

@@ -13,7 +13,6 @@ an ``EntryClass`` class name, a file stem, then a fuzzy keyword.
 from __future__ import annotations
 
 import ast
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +219,8 @@ def _score(q: str, r: Registration, floor: float = 0.0) -> float:
 
 
 def _similarity(a: str, b: str) -> float:
+    import difflib  # (only when a name is matched loosely)
+
     return difflib.SequenceMatcher(None, a, b).ratio()
 
 
