@@ -21,7 +21,7 @@ import jinja2.bccache
 import pydantic_core
 
 from . import __version__
-from .analysis import Analysis, LayoutResult, find_class, model_file_for_github, read_snippet
+from .analysis import Analysis, LayoutResult, model_file_for_github, read_snippet
 from .definitions import DefinitionUse
 from .forward import Call
 from .fsutil import MARKER, SNIPPETS
@@ -29,7 +29,6 @@ from .schemas import (
     AttentionOut,
     CallSite,
     ConfigOut,
-    Coverage,
     DefinitionSummary,
     ForwardInfo,
     ForwardLayer,
@@ -578,11 +577,3 @@ def _short_hash(s: str) -> str:
 
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", s)[:150]
-
-
-def coverage_default() -> Coverage:
-    return Coverage()
-
-
-def find_backend_class(a: Analysis, name: str):
-    return find_class(a.index, name)
