@@ -276,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
     finally:  # (analyse closes it; this is for what fails or is interrupted before)
         if prefetch is not None:
             prefetch.close()
+    if prefetch is not None and prefetch.trouble and args.verbose:
+        report(f"helper process {prefetch.trouble}; its work was done here")
     from .coverage import apply_coverage
     from .report import build_implementation, build_kernel_calls, render_outputs
 

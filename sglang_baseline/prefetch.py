@@ -47,6 +47,7 @@ class Prefetch:
         self._promised: set[tuple] = set()  # keys the helper will send
         self._pending: set[str] = set(self.KINDS)  # kinds whose keys it has not all named yet
         self._open = True
+        self.trouble = ""  # why the helper stopped before its work was done, if it did
         self._poll = select.poll()
         self._poll.register(fd, select.POLLIN)
 
@@ -72,6 +73,7 @@ class Prefetch:
                 continue
             if not self._poll.poll(self.STALL_SECONDS * 1000 if block else 0):
                 if block:
+                    self.trouble = f"silent for {self.STALL_SECONDS} s: stopped"
                     self.close()
                 return
             try:
@@ -81,6 +83,7 @@ class Prefetch:
             except OSError:
                 chunk = b""
             if not chunk:
+                self.trouble = "exited before its work was done"
                 self.close()
                 return
             self._buf += chunk
@@ -94,7 +97,8 @@ class Prefetch:
         data, self._buf = self._buf[_HEADER.size:_HEADER.size + n], self._buf[_HEADER.size + n:]
         try:
             return pickle.loads(data)
-        except Exception:
+        except Exception as e:
+            self.trouble = f"sent a message that does not load ({type(e).__name__})"
             self.close()
             return None
 
@@ -104,7 +108,10 @@ class Prefetch:
             self._pending.difference_update(msg[2])
         elif msg[0] == "result":
             self._results[msg[1]] = msg[2]
-        elif msg[0] in ("done", "failed"):
+        elif msg[0] == "failed":
+            self.trouble = f"failed: {msg[1]}"
+            self.close()
+        elif msg[0] == "done":
             self.close()
 
     def close(self) -> None:
@@ -157,10 +164,10 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
         os.closerange(3, w)  # nor anything else it had open
         os.closerange(w + 1, _max_fd())
         _serve(w, root, cache_dir, layout, raw_config)
-    except BaseException:
+    except BaseException as e:
         code = 1
         try:
-            _send(w, ("failed",))
+            _send(w, ("failed", f"{type(e).__name__}: {e}"[:300]))
         except BaseException:
             pass
     finally:

@@ -90,6 +90,9 @@ def test_a_failing_or_dying_helper_changes_nothing(release, tmp_path, monkeypatc
     monkeypatch.setattr(prefetch, "_serve", fail)
     assert _run(release, tmp_path, "failed", "llama", "meta-llama--Meta-Llama-3.1-8B.json") == alone
     assert got == []
+    r = run_cli("--model-name", "llama", "--sglang-path", str(release("0.5.23")), "--no-cache", "--verbose",
+                output_dir=tmp_path / "verbose")
+    assert r.code == 0 and "helper process failed: RuntimeError: helper broke; its work was done here" in r.err
 
     real_send = prefetch._send
     sent = []
