@@ -73,7 +73,7 @@ def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps
             progress: Progress = lambda m: None, entries: list[ModelFileEntry] | None = None,
             match: Match | None = None, index: Index | None = None, prefetch: Any = None) -> Analysis:
     """Analyse one model.  ``prefetch`` (a prefetch.Prefetch) gives the model-independent readings
-    a helper process made meanwhile; it is closed (its helper stopped) when the analysis ends."""
+    a helper process makes meanwhile; the caller closes it (stopping the helper) afterwards."""
     t0 = time.perf_counter()
     # The analysis allocates millions of short-lived AST and value objects and keeps few
     # cycles: the cyclic collector would spend more time scanning than it frees.
@@ -83,8 +83,6 @@ def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps
         return _analyse(source, model_name, config, tps, eps, page_sizes, attention_backend, cache, progress,
                         entries, match, t0, index, prefetch)
     finally:
-        if prefetch is not None:
-            prefetch.close()
         if gc_was_enabled:
             gc.enable()
 
@@ -276,15 +274,11 @@ def _class_calls(a: Analysis, lr: LayoutResult, classes: list[str], methods: lis
             key = (cls.dotted, m)
             if key not in cache:  # backend and sampler paths do not depend on the model: shared
                 cache[key] = a.index.shared(("class-calls", cls.dotted, m),
-                                            lambda cls=cls, m=m: _method_calls(lr, cls, m))
+                                            lambda cls=cls, m=m: _reader_calls(lr.forward, cls, m))
             out.extend(cache[key])
         if out:
             break
     return out
-
-
-def _method_calls(lr: LayoutResult, cls: ClassSym, method: str) -> list[Call]:
-    return _reader_calls(lr.forward, cls, method)
 
 
 def _reader_calls(reader: ForwardReader, cls: ClassSym, method: str) -> list[Call]:

@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
 
         a = analyse(source, args.model_name, config, args.tp, args.ep, args.page_size, args.attention_backend,
                     cache=cache, progress=report, prefetch=prefetch)
-    finally:  # (analyse closes it; this is for what fails or is interrupted before)
+    finally:  # the helper stops with the analysis, however that ends
         if prefetch is not None:
             prefetch.close()
     if prefetch is not None and prefetch.trouble and args.verbose:

@@ -56,10 +56,8 @@ def run_detached(work: Callable[[], None]) -> bool:
     if not hasattr(os, "fork"):
         return False
     _reap()
-    sys.stdout.flush()
-    sys.stderr.flush()
     try:
-        pid = fork_holding_sigint()
+        pid = fork_child()
     except OSError:
         return False
     if pid:
@@ -71,18 +69,19 @@ def run_detached(work: Callable[[], None]) -> bool:
                 os._exit(0)
         except OSError:
             pass  # no grandchild: do the work here
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
+        stdio_to_devnull()
         work()
     finally:
         os._exit(0)
 
 
-def fork_holding_sigint() -> int:
-    """``os.fork()``, with SIGINT held until the child has its own handling (the default: it
-    dies).  A Ctrl-C landing between the fork and the child's first ``try`` would otherwise
-    raise KeyboardInterrupt into the caller's code, running on in the child."""
+def fork_child() -> int:
+    """``os.fork()`` for a helper process: the caller's buffered output is flushed first (or the
+    child would write it again), and SIGINT is held until the child has its own handling (the
+    default: it dies).  A Ctrl-C landing between the fork and the child's first ``try`` would
+    otherwise raise KeyboardInterrupt into the caller's code, running on in the child."""
+    sys.stdout.flush()
+    sys.stderr.flush()
     hold = hasattr(signal, "pthread_sigmask")
     if hold:
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -94,6 +93,15 @@ def fork_holding_sigint() -> int:
     finally:
         if hold:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def stdio_to_devnull() -> None:
+    """In a helper process: stdin, stdout and stderr on /dev/null (nothing is printed into the
+    caller's output, and the caller's pipes are not held open)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _reap() -> None:

@@ -27,7 +27,7 @@ import struct
 import sys
 from typing import Any
 
-from .fsutil import fork_holding_sigint
+from .fsutil import fork_child, stdio_to_devnull
 
 _HEADER = struct.Struct("<I")
 _DONE = ("done",)
@@ -141,12 +141,10 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         return None  # a thread may hold a lock (an import's) that the forked helper would wait on forever
-    sys.stdout.flush()
-    sys.stderr.flush()
     parent = os.getpid()
     r, w = os.pipe()
     try:
-        pid = fork_holding_sigint()
+        pid = fork_child()
     except OSError:
         os.close(r)
         os.close(w)
@@ -158,10 +156,8 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
     code = 0
     try:
         _die_with(parent)
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):  # and the caller's pipes are not held open
-            os.dup2(devnull, fd)
-        os.closerange(3, w)  # nor anything else it had open
+        stdio_to_devnull()
+        os.closerange(3, w)  # nor anything else the caller had open
         os.closerange(w + 1, _max_fd())
         _serve(w, root, cache_dir, layout, raw_config)
     except BaseException as e:
