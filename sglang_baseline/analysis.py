@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import deepstack
 from .cache import ParseCache
 from .catalog import Catalog, DefinitionRule, load_catalog
 from .definitions import DefinitionUse, Namer, mla_architectures
@@ -80,8 +81,8 @@ def analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tps
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _analyse(source, model_name, config, tps, eps, page_sizes, attention_backend, cache, progress,
-                        entries, match, t0, index, prefetch)
+        return deepstack.call(_analyse, source, model_name, config, tps, eps, page_sizes, attention_backend, cache,
+                              progress, entries, match, t0, index, prefetch)
     finally:
         if gc_was_enabled:
             gc.enable()

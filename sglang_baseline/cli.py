@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, deepstack
 from .errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _main(argv, verbose)
+        return deepstack.call(_main, argv, verbose)
     finally:
         if gc_was_enabled:
             gc.enable()
