@@ -156,6 +156,20 @@ def settle(timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def create_cost(folder: Path, n: int = 400) -> float:
+    """Microseconds to create (and write 2 KiB to) one file in ``folder``: the cost a cold
+    ``--all`` pays ~10,000 times over. Where the filesystem steps over recently freed inodes
+    (this machine's ext4), it grows ~10x for minutes after many files were deleted."""
+    folder.mkdir(parents=True)
+    data = b"x" * 2048
+    t0 = time.perf_counter()
+    for i in range(n):
+        fd = os.open(folder / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
 def best_of(n: int, fn) -> float:
     return min(fn() for _ in range(n))
 
@@ -263,18 +277,21 @@ def main() -> None:
         n_models = 0
         if not args.skip_all:
             all_pairs = []
+            creates = []
             for i in range(args.repeat):  # cold: fresh cache and output folder each time; the best is kept
                 cache = work / f"all-cache-{i}"
                 out = work / f"all-out-{i}"
                 all_args = ["--all", "--sglang-path", str(root), "--output-dir", str(out), "--cache-dir", str(cache),
                             "--config-dir", str(CONFIGS)]
                 ref = parse_all([srt])[0]
+                creates.append(create_cost(work / f"create-probe-{i}"))
                 t, _, _ = run_cli(all_args)
                 all_pairs.append((t, ref))
-                print(f"--all cold run {i + 1}: {t:.1f}s", file=sys.stderr)
+                print(f"--all cold run {i + 1}: {t:.1f}s (creating a file: {creates[-1]:.0f} µs)", file=sys.stderr)
                 if all_cold is None or t < all_cold:
                     all_cold = t
                     rows = json.loads((out / "index.json").read_text())["models"]
+                    n_files = sum(len(f) for d in (out, cache) for _, _, f in os.walk(d))
             per_model = sorted((r["seconds"], r["model"]) for r in rows)
             refs_s.extend(r for _, r in all_pairs)
             all_paired = statistics.median(t / r for t, r in all_pairs)
@@ -345,6 +362,13 @@ def main() -> None:
             f"{secs[len(secs) // 2]:.2f}, 90th percentile {secs[int(len(secs) * 0.9)]:.2f}, total "
             f"{sum(secs):.0f} over {os.cpu_count()} workers; slowest: "
             + ", ".join(f"{m} {t:.1f}" for t, m in per_model[-5:][::-1]) + ".",
+            "",
+            f"A cold `--all` creates {n_files:,} files (outputs, result cache, parse cache). Creating one "
+            f"(and writing 2 KiB) in the benchmark's folder took {statistics.median(creates):.0f} µs "
+            f"(median; {min(creates):.0f}–{max(creates):.0f} µs) just before the runs. On this machine's ext4 that grows ~10-fold "
+            "for a few minutes after many files were deleted (its inode allocator steps over each recently "
+            "freed inode: `recently_deleted` in a kernel profile), and a cold `--all` run then takes "
+            "seconds longer.",
         ]
     lines += [
         "",
