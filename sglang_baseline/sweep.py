@@ -82,6 +82,11 @@ def _file_digest(path: str) -> str:
     return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
 
 
+def _file_group(tasks: list[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
+    """Analyse the registrations of one model file, in one worker: they share its parse and readings."""
+    return [_one(t) for t in tasks]
+
+
 def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
     """Analyse one registration; never raise (errors become rows)."""
     module, class_name, config_path = task
@@ -231,9 +236,15 @@ def run_all(source: SourceInfo, args: argparse.Namespace, cache_dir: Path, repor
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with ctx.Pool(jobs, initializer=_init_worker, initargs=({**state, "worker": True},),
                       maxtasksperchild=400) as pool:
-            for row in pool.imap_unordered(_one, tasks, chunksize=1):
-                rows.append(row)
-                bar.step(row["model"])
+            # one task per model file (tasks are in file order): the classes of a file share the
+            # worker's parse of it and its readings, instead of alternating between workers
+            groups: dict[str, list[tuple[str, str, str | None]]] = {}
+            for t in tasks:
+                groups.setdefault(t[0], []).append(t)
+            for done in pool.imap_unordered(_file_group, list(groups.values()), chunksize=1):
+                for row in done:
+                    rows.append(row)
+                    bar.step(row["model"])
             pool.close()  # let the workers exit normally: they flush their parse-cache writes
             pool.join()
     bar.close()
