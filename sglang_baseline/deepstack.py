@@ -12,12 +12,15 @@ system calls and fresh page faults (about a second of system time in ``--all``).
 power of two above it, and every frame of the call nests in the chunk's remaining
 ~1 MiB, allocated once.  The pages of the unused stack are never touched.  Elsewhere
 (another interpreter, older CPython) the frame is merely larger; results are the same.
+An exception that passes through the trampoline costs ~1 MiB more (its frame object is
+sized for the declared stack, untouched memory until the traceback is dropped).
 """
 
 from __future__ import annotations
 
 import sys
 import types
+from _thread import get_ident
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -35,15 +38,17 @@ def _trampoline(fn, args, kwargs):
 
 _deep = (types.FunctionType(_trampoline.__code__.replace(co_stacksize=_STACK_WORDS), {}, "_deep_trampoline")
          if sys.implementation.name == "cpython" and sys.version_info >= (3, 11) else None)
-_active = False  # already inside: one chunk serves the nested calls (an optimisation only, so no per-thread state)
+# threads running under the trampoline: nested calls there reuse its chunk.  By thread, since
+# each thread (and a process forked from a thread other than the one inside) has its own stack.
+_inside: set[int] = set()
 
 
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    global _active
-    if _deep is None or _active:
+    me = get_ident()
+    if _deep is None or me in _inside:
         return fn(*args, **kwargs)
-    _active = True
+    _inside.add(me)
     try:
         return _deep(fn, args, kwargs)
     finally:
-        _active = False
+        _inside.discard(me)

@@ -1,11 +1,13 @@
 """deepstack.call: same results, and deep recursion under it stops costing fresh memory."""
 
 import sys
-from pathlib import Path
+import threading
 
 import pytest
 
 from sglang_baseline import deepstack
+
+resource = pytest.importorskip("resource")  # (POSIX)
 
 
 def _down(n: int) -> int:
@@ -13,7 +15,8 @@ def _down(n: int) -> int:
 
 
 def _minor_faults() -> int:
-    return int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[7])
+    """This thread's minor page faults (Linux), so no other thread's allocations count."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
 
 
 def _swing(times: int) -> int:
@@ -30,12 +33,25 @@ def test_returns_result_and_passes_arguments_and_exceptions():
     assert deepstack.call(_down, 500) == 500
     with pytest.raises(KeyError):
         deepstack.call({}.__getitem__, "x")
-    # nested: the inner call runs directly, and the flag is reset afterwards
+    # nested: the inner call runs directly, and the thread is let go afterwards
     assert deepstack.call(deepstack.call, _down, 10) == 10
-    assert deepstack._active is False
+    assert not deepstack._inside
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to count page faults")
+def test_each_thread_gets_its_own_chunk():
+    seen = []
+
+    def inner():
+        seen.append(threading.get_ident() in deepstack._inside)
+
+    t = threading.Thread(target=deepstack.call, args=(inner,))
+    deepstack.call(lambda: (t.start(), t.join()))
+    assert seen == [deepstack._deep is not None]  # the other thread ran under its own trampoline
+    assert not deepstack._inside
+
+
+@pytest.mark.skipif(not hasattr(resource, "RUSAGE_THREAD"), reason="needs per-thread page-fault counts (Linux)")
+@pytest.mark.skipif(deepstack._deep is None, reason="CPython before 3.11 has no frame chunks: deepstack is off")
 def test_recursion_swinging_across_frame_chunks_takes_no_fresh_pages():
     # CPython 3.11+ maps a 16 KiB chunk each time the frame stack crosses into it and unmaps it
     # on the way back: each swing costs fresh pages.  Under deepstack.call one chunk holds it all.
