@@ -71,8 +71,8 @@ class RuntimeCatalog(_Model):
     opaque_packages: list[str] = Field(
         default_factory=list,
         description="SGLang packages (or single dotted classes/functions) that are environment, not model "
-                    "structure (remote storage, JIT compilation, the server's ModelConfig): calls into them give "
-                    "an unknown value instead of being interpreted")
+                    "structure (remote storage, JIT compilation, the server's ModelConfig), or checks that only "
+                    "raise: calls into them give an unknown value instead of being interpreted")
     opaque_methods: dict[str, list[str]] = Field(
         default_factory=dict,
         description="class name -> methods that compute tensors, not structure (a RoPE cos/sin cache): called on "
