@@ -96,9 +96,9 @@ class TreeMemory(threading.Thread):
     def run(self) -> None:
         # Without smaps_rollup at all, PSS is taken as RSS.  With it, a process whose PSS cannot be
         # read in one sample (being forked or exiting) counts 0 there: its RSS would count the pages
-        # it shares with its parent twice.  (One run reported 1026 MiB, which four others, sampled
-        # at up to 100 Hz, did not reproduce: 806-817 MiB; this is the one way a sample could add
-        # a forked child's shared pages.)
+        # it shares with its parent twice.  (Two runs of 8 reported ~1,020 MiB, one of them after
+        # this change, so that was not their cause; seven separate samplings at 100 Hz gave
+        # 787-817 MiB.)
         has_pss = self._field(f"/proc/{self.pid}/smaps_rollup", "Pss:") > 0
         while not self.stop.is_set():
             pss = rss = 0
