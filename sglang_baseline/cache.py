@@ -63,8 +63,9 @@ class ParseCache:
             return
         self._write(digest, tree)
 
-    def flush(self, background: bool = False) -> None:
-        """Write deferred entries; with ``background``, from a detached process when the platform can fork."""
+    def flush(self, background: bool = False, after_exit: bool = False) -> None:
+        """Write deferred entries; with ``background``, from a detached process when the platform can fork,
+        which with ``after_exit`` starts once this process has exited (see ``fsutil.run_detached``)."""
         pending, self._pending = self._pending, []
         if not pending:
             return
@@ -73,7 +74,7 @@ class ParseCache:
             for digest, tree in pending:
                 self._write(digest, tree)
 
-        if not (background and run_detached(work)):
+        if not (background and run_detached(work, after_exit=after_exit)):
             work()
 
     def _write(self, digest: str, tree: ast.Module) -> None:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -42,9 +43,11 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 
 _UNREAPED: list[int] = []
+_HELD: list[int] = []  # write ends of the pipes detached workers wait on (see run_detached)
+AFTER_EXIT_WAIT_SECONDS = 60.0
 
 
-def run_detached(work: Callable[[], None]) -> bool:
+def run_detached(work: Callable[[], None], after_exit: bool = False) -> bool:
     """Run ``work`` in a detached grandchild process (its stdio on /dev/null) and return at once.
 
     False when the platform cannot fork; the caller then does the work itself.  The
@@ -52,16 +55,29 @@ def run_detached(work: Callable[[], None]) -> bool:
     child that forks it (~10 ms of forking and exiting a large process, usually just before
     the caller exits): an exited child is reaped by the next call, or adopted by init when
     the caller exits first.
+
+    With ``after_exit``, the grandchild starts ``work`` only once the caller has exited (or
+    called ``release_detached``; at most AFTER_EXIT_WAIT_SECONDS).  Until then it touches
+    nothing, so it shares every page with the caller; working at once, it would copy each
+    page that its reading changes (reference counts), the whole heap of an ``--all`` worker
+    whose parse cache it pickles, while that worker still holds its own.
     """
     if not hasattr(os, "fork"):
         return False
     _reap()
+    gate = os.pipe() if after_exit else None
     try:
         pid = fork_child()
     except OSError:
+        if gate is not None:
+            os.close(gate[0])
+            os.close(gate[1])
         return False
     if pid:
         _UNREAPED.append(pid)
+        if gate is not None:
+            os.close(gate[0])
+            _HELD.append(gate[1])  # closed when this process exits: the grandchild's signal
         return True
     try:  # the child: fork the worker and leave
         try:
@@ -69,10 +85,40 @@ def run_detached(work: Callable[[], None]) -> bool:
                 os._exit(0)
         except OSError:
             pass  # no grandchild: do the work here
+        for fd in _HELD + ([gate[1]] if gate is not None else []):
+            os.close(fd)  # only the caller's own copies may keep a gate open
+        _HELD.clear()
         stdio_to_devnull()
+        if gate is not None:
+            _wait_closed(gate[0], AFTER_EXIT_WAIT_SECONDS)
         work()
     finally:
         os._exit(0)
+
+
+def release_detached() -> None:
+    """Let the detached workers waiting for this process's exit start now (it lives on)."""
+    while _HELD:
+        try:
+            os.close(_HELD.pop())
+        except OSError:
+            pass
+
+
+def _wait_closed(fd: int, seconds: float) -> None:
+    """Wait until every write end of the pipe ``fd`` reads from is closed (EOF), or ``seconds``."""
+    import select
+
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready and not os.read(fd, 4096):
+                return
+        except InterruptedError:
+            continue
+        except OSError:
+            return
 
 
 def fork_child() -> int:

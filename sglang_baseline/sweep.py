@@ -128,7 +128,8 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
             index = Index(SourceTree(source.root), None, cache)
             _STATE["index"] = index
             if cache is not None and _STATE.get("worker"):
-                multiprocessing.util.Finalize(cache, cache.flush, kwargs={"background": True}, exitpriority=10)
+                multiprocessing.util.Finalize(cache, cache.flush, kwargs={"background": True, "after_exit": True},
+                                            exitpriority=10)
         config = load_config(Path(config_path)) if config_path else None
         row.config = config_path or ""
         match = Match(chosen=reg, how="class", score=1.0, alternatives=[])
@@ -231,7 +232,7 @@ def run_all(source: SourceInfo, args: argparse.Namespace, cache_dir: Path, repor
             bar.step(rows[-1]["model"])
         index = _STATE.get("index")
         if index is not None and index.cache is not None:
-            index.cache.flush(background=True)
+            index.cache.flush(background=True, after_exit=True)
     else:
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with ctx.Pool(jobs, initializer=_init_worker, initargs=({**state, "worker": True},),

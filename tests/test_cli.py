@@ -283,3 +283,30 @@ def test_slash_command_runs_and_writes_outputs(release, tmp_path):
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert (out / "summary.md").is_file() and (out / "kernel_calls.json").is_file()
+
+
+def test_console_entry_skips_pydantic_plugin_lookup_and_pydantic_still_validates():
+    """The console entry spares its process importlib.metadata (pydantic's plugin lookup);
+    pydantic must still build, validate and reject as usual, and its real loader stays reachable."""
+    code = (
+        "import sys\n"
+        "from sglang_baseline import cli\n"
+        "cli._no_pydantic_plugins()\n"
+        "import pydantic\n"
+        "from sglang_baseline.schemas import Value\n"
+        "assert Value(expr='x', value=1, concrete=True).value == 1\n"
+        "try:\n"
+        "    Value(expr='x', concrete='maybe')\n"
+        "except pydantic.ValidationError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('not validated')\n"
+        "assert 'importlib.metadata' not in sys.modules, 'plugin lookup ran'\n"
+        "from pydantic.plugin import _loader\n"
+        "assert _loader.PYDANTIC_ENTRY_POINT_GROUP == 'pydantic'\n"  # any other name: the real module
+        "print('ok')\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "ok"

@@ -84,3 +84,34 @@ def test_detached_work_runs_and_its_forking_child_is_reaped_later(tmp_path):
     assert run_detached(lambda: None)
     assert pid not in fsutil._UNREAPED
     assert _state(pid) == ""
+
+
+def test_after_exit_work_waits_for_its_caller_to_exit(tmp_path):
+    """The parse-cache writer of an --all worker must not start (and copy the worker's pages)
+    while the worker still runs: it starts when the worker has exited."""
+    seen = tmp_path / "seen"
+    caller = os.fork()
+    if caller == 0:  # the caller: hands the work off, lives on a little, exits
+        try:
+            me = os.getpid()
+            run_detached(lambda: seen.write_text(_state(me) or "gone"), after_exit=True)
+            time.sleep(0.5)
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 30
+    while not seen.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.waitpid(caller, 0)
+    assert seen.read_text() in ("Z", "gone")  # exited (a zombie until reaped), not running (R/S)
+
+
+def test_after_exit_work_starts_when_a_living_caller_releases_it(tmp_path):
+    done = tmp_path / "done"
+    assert run_detached(lambda: done.write_text("yes"), after_exit=True)
+    time.sleep(0.3)
+    assert not done.exists()  # held: this process has not exited
+    fsutil.release_detached()
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert done.read_text() == "yes"
