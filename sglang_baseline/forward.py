@@ -847,7 +847,18 @@ Cond = ast.expr | _Not  # an undecided test on the path to a call, as text when 
 
 
 def _cond_text(conds: tuple[Cond, ...]) -> str:
-    return " and ".join(f"not ({node_text(c.test)})" if type(c) is _Not else node_text(c) for c in conds)
+    # the calls of a block share its tuple of tests: its text is made once (--all: ~450,000 texts).
+    # The tuple is the key (its tests hash by identity) and is held, so its id is not reused.
+    text = _COND_TEXTS.get(conds)
+    if text is None:
+        if len(_COND_TEXTS) >= 512:  # a reading's blocks; the next reading builds new tuples
+            _COND_TEXTS.clear()
+        text = _COND_TEXTS[conds] = " and ".join(
+            f"not ({node_text(c.test)})" if type(c) is _Not else node_text(c) for c in conds)
+    return text
+
+
+_COND_TEXTS: dict[tuple, str] = {}
 
 
 def glob_match(name: str, pattern: str) -> bool:

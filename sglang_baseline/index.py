@@ -1143,16 +1143,19 @@ def iter_tree(folder: Path, follow_symlinks: bool = False, max_depth: int = 30) 
     """Every entry below ``folder`` (by name; a folder before what it holds). Symlinked folders
     are entered only with ``follow_symlinks``, and then each real folder once (no loops)."""
     stack = [(str(folder), 0)]
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
     while stack:
         d, depth = stack.pop()
         if depth > max_depth:
             continue
-        if follow_symlinks:
-            real = os.path.realpath(d)
-            if real in seen:
+        if follow_symlinks:  # a real folder is its device and inode (a stat: realpath takes one per path part)
+            try:
+                st = os.stat(d)
+            except OSError:
                 continue
-            seen.add(real)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
         try:
             entries = sorted(os.scandir(d), key=lambda e: e.name)
         except OSError:

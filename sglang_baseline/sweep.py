@@ -74,6 +74,8 @@ _STATE: dict[str, Any] = {}
 def _init_worker(state: dict[str, Any]) -> None:
     _STATE.clear()
     _STATE.update(state)
+    if state.get("worker"):  # imported now, while the main process stamps the tree (see run_all)
+        from . import analysis, report  # noqa: F401
 
 
 def _file_digest(path: str) -> str:
@@ -82,9 +84,12 @@ def _file_digest(path: str) -> str:
     return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
 
 
-def _file_group(tasks: list[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
-    """Analyse the registrations of one model file, in one worker: they share its parse and readings."""
-    return [_one(t) for t in tasks]
+def _file_group(task: tuple[list[tuple[str, str, str | None]], str]) -> list[dict[str, Any]]:
+    """Analyse the registrations of one model file, in one worker: they share its parse and readings.
+    ``task``: those registrations, and the tree's stamp (see ``resultcache.tree_stamp``)."""
+    registrations, stamp = task
+    _STATE["tree_stamp"] = stamp
+    return [_one(t) for t in registrations]
 
 
 def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
@@ -218,15 +223,19 @@ def run_all(source: SourceInfo, args: argparse.Namespace, cache_dir: Path, repor
         "cache_dir": None if args.no_cache else str(cache_dir), "tp": args.tp, "ep": args.ep,
         "page_size": args.page_size, "attention_backend": args.attention_backend,
         "names": _dir_names(regs), "verbose": args.verbose,
-        "tree_stamp": tree_stamp(source.root / "sglang") if not args.no_cache else "",
     }
     report(f"analysing {len(tasks)} registered models with {jobs} worker process{'es' if jobs > 1 else ''}"
            + (f"; {len(configs)} configs from {args.config_dir}" if configs else ""))
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     bar = _Bar(len(tasks), not args.quiet)
+
+    def stamp() -> str:  # every result-cache key holds it; ~60 ms of stat calls
+        return tree_stamp(source.root / "sglang") if not args.no_cache else ""
+
     if jobs == 1:
         _init_worker(state)
+        _STATE["tree_stamp"] = stamp()
         for t in tasks:
             rows.append(_one(t))
             bar.step(rows[-1]["model"])
@@ -235,6 +244,7 @@ def run_all(source: SourceInfo, args: argparse.Namespace, cache_dir: Path, repor
             index.cache.flush(background=True, after_exit=True)
     else:
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        # the pool first: its workers import the analysis while this process stamps the tree
         with ctx.Pool(jobs, initializer=_init_worker, initargs=({**state, "worker": True},),
                       maxtasksperchild=400) as pool:
             # one task per model file (tasks are in file order): the classes of a file share the
@@ -242,7 +252,8 @@ def run_all(source: SourceInfo, args: argparse.Namespace, cache_dir: Path, repor
             groups: dict[str, list[tuple[str, str, str | None]]] = {}
             for t in tasks:
                 groups.setdefault(t[0], []).append(t)
-            for done in pool.imap_unordered(_file_group, list(groups.values()), chunksize=1):
+            stamped = stamp()
+            for done in pool.imap_unordered(_file_group, [(g, stamped) for g in groups.values()], chunksize=1):
                 for row in done:
                     rows.append(row)
                     bar.step(row["model"])
