@@ -55,9 +55,11 @@ def node_text(node: ast.AST) -> str:
 # Column-0 statements, matched after a newline (run on "\n" + text): a pattern that starts with a
 # literal is searched for by it, ~4x faster than ``^`` with re.M; the lookahead consumes nothing
 # past the newline, so consecutive lines match as with ``^``.
-_TOP_DEF = re.compile(r"\n(?=(class|def|async def)\s+([A-Za-z_]\w*))")
-_TOP_ASSIGN = re.compile(r"\n(?=([A-Za-z_]\w*)\s*(?::[^=\n]*)?=[^=])")
-_TOP_IMPORT = re.compile(r"\n(?=from\s+\S+\s+import\s+(\([^)]*\)|[^\n]*))")
+# a line at column 0 that defines (1: kind, 2: name), assigns (3: name) or imports from (4: names);
+# one scan of the text for the three (a lookahead: nothing is consumed past the line's start)
+_TOP_LINE = re.compile(r"\n(?=(?:(class|def|async def)\s+([A-Za-z_]\w*)|([A-Za-z_]\w*)\s*(?::[^=\n]*)?=[^=]"
+                       r"|from\s+\S+\s+import\s+(\([^)]*\)|[^\n]*)))")
+_WORD = re.compile(r"[A-Za-z_]\w*")
 
 
 # --------------------------------------------------------------------------- symbols
@@ -266,11 +268,12 @@ class SourceTree:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.srt = self.root / "sglang" / "srt"
+        self._root, self._srt = str(self.root), str(self.srt)
         # answers kept for the life of the tree (an --all worker asks the same ones for every model)
         self._files: dict[str, tuple[Path, bool] | None] = {}
         self._rels: dict[Path, str] = {}
         self._dotted: dict[Path, str] = {}
-        self._real_dirs: dict[Path, Path] = {}
+        self._real_dirs: dict[str, str] = {}
 
     def module_file(self, dotted: str) -> tuple[Path, bool] | None:
         """The file of an internal module: (path, is_package); None when absent."""
@@ -281,19 +284,18 @@ class SourceTree:
             return found
 
     def _module_file(self, dotted: str) -> tuple[Path, bool] | None:
+        # (string paths and os.path: pathlib's objects cost more than the stat calls here)
         if dotted.split(".", 1)[0] not in INTERNAL_PACKAGES:
             return None
-        base = self.root.joinpath(*dotted.split("."))
+        base = os.path.join(self._root, *dotted.split("."))
         try:
-            init = base / "__init__.py"
-            if init.is_file():
-                return init, True
-            py = base.with_name(base.name + ".py")
-            if py.is_file():
-                return py, False
-            if base.is_dir():  # namespace package
-                return base, True
-        except OSError:
+            if os.path.isfile(init := base + "/__init__.py"):
+                return Path(init), True
+            if os.path.isfile(py := base + ".py"):
+                return Path(py), False
+            if os.path.isdir(base):  # namespace package
+                return Path(base), True
+        except (OSError, ValueError):
             return None
         return None
 
@@ -305,24 +307,25 @@ class SourceTree:
         return got
 
     def _rel(self, path: Path) -> str:
-        real = self.resolve(path)
-        try:
-            return real.relative_to(self.srt).as_posix()
-        except ValueError:
-            try:
-                return real.relative_to(self.root).as_posix()
-            except ValueError:
-                return path.as_posix()
+        real = self._resolved(os.fspath(path))
+        for base in (self._srt, self._root):
+            if real.startswith(base) and real[len(base):len(base) + 1] in ("/", ""):
+                return real[len(base) + 1:] or "."
+        return path.as_posix()
 
     def resolve(self, path: Path) -> Path:
         """``path.resolve()``, with each folder resolved once (files of a folder share its answer;
         a file that is itself a symbolic link is resolved in full)."""
-        if path.is_symlink() or path.name in ("", ".", ".."):
-            return path.resolve()
-        folder = self._real_dirs.get(path.parent)
+        return Path(self._resolved(os.fspath(path)))
+
+    def _resolved(self, path: str) -> str:
+        head, name = os.path.split(path)
+        if name in ("", ".", "..") or os.path.islink(path):
+            return os.path.realpath(path)
+        folder = self._real_dirs.get(head)
         if folder is None:
-            folder = self._real_dirs[path.parent] = path.parent.resolve()
-        return folder / path.name
+            folder = self._real_dirs[head] = os.path.realpath(head)
+        return os.path.join(folder, name)
 
     def dotted_of(self, path: Path) -> str:
         got = self._dotted.get(path)
@@ -716,15 +719,22 @@ class Index:
         defs = self._top_defs.get(dotted)
         if defs is None:
             defs = {}
-            text = "\n" + text
-            for m in _TOP_DEF.finditer(text):
-                kind, n = m.group(1), m.group(2)
-                defs[n] = "many" if n in defs else kind
+            assigned: list[str] = []
+            imported: list[str] = []
+            for m in _TOP_LINE.finditer("\n" + text):
+                kind = m.group(1)
+                if kind is not None:
+                    n = m.group(2)
+                    defs[n] = "many" if n in defs else kind
+                elif m.group(3) is not None:
+                    assigned.append(m.group(3))
+                else:
+                    imported.append(m.group(4))
             # names also bound at top level by an assignment or an import: let the parser decide
-            for m in _TOP_ASSIGN.finditer(text):
-                defs[m.group(1)] = "many"
-            for m in _TOP_IMPORT.finditer(text):
-                for n in re.findall(r"[A-Za-z_]\w*", m.group(1)):
+            for n in assigned:
+                defs[n] = "many"
+            for names in imported:
+                for n in _WORD.findall(names):
                     if n in defs:
                         defs[n] = "many"
             self._top_defs[dotted] = defs

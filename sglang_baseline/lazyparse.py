@@ -49,7 +49,9 @@ def split(text: str) -> Skeleton | None:
     strings = _in_strings(lines)
     if strings is None:
         return None
-    starts = [i for i, line in enumerate(lines) if line[:1] and line[:1] not in _NOT_A_START and i not in strings]
+    starts = [i for i, line in enumerate(lines) if line[0] not in _NOT_A_START]  # (no line is empty)
+    if strings:
+        starts = [i for i in starts if i not in strings]
     starts.append(len(lines))
     chunks: dict[str, tuple[int, int, str]] = {}
     found = _definitions(lines, starts, _HEAD.match)
@@ -188,7 +190,12 @@ def _in_strings(lines: list[str]) -> set[int] | None:
 
 def _lines(text: str) -> list[str]:
     """Lines with their ends, split at ``\n`` only (as the parser counts them; not at form feeds)."""
+    if not any(c in text for c in _OTHER_BREAKS) and ("\r" not in text or not _LONE_CR.search(text)):
+        return text.splitlines(True)  # it splits where the parser does here, and faster
     return _LINE.findall(text)
+
+
+_OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # where str.splitlines also breaks, with a lone \r
 
 
 # ---------------------------------------------------------------------------- methods
