@@ -118,7 +118,7 @@ def byte_compile() -> None:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "sglang_baseline")], check=True,
                    env=env, stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-c", "from sglang_baseline.report import compile_templates; compile_templates()"],
+    subprocess.run([sys.executable, "-c", "from sglang_baseline.summary import compile_templates; compile_templates()"],
                    check=True, env=env, cwd=REPO)
 
 

@@ -313,19 +313,21 @@ def run(args: argparse.Namespace) -> int:
 
         a = analyse(source, args.model_name, config, args.tp, args.ep, args.page_size, args.attention_backend,
                     cache=cache, progress=report, prefetch=prefetch)
-    finally:  # the helper stops with the analysis, however that ends
+        from .coverage import apply_coverage
+        from .report import build_implementation, build_kernel_calls, render_outputs
+
+        calls = build_kernel_calls(a)
+        trace = apply_coverage(calls, definitions_dir=args.definitions_dir, flashinfer_path=args.flashinfer_path,
+                               trace_dump_dir=args.trace_dump_dir, progress=report)
+        impl = build_implementation(a, calls, trace)
+        # the helper renders summary.md meanwhile; encoded once: hashed, written, cached
+        files = encode_outputs(render_outputs(a, args.output_dir, impl, calls,
+                                              summarise=prefetch.summarise if prefetch is not None else None))
+    finally:  # the helper stops with the run's outputs, however that ends
         if prefetch is not None:
             prefetch.close()
     if prefetch is not None and prefetch.trouble and args.verbose:
         report(f"helper process {prefetch.trouble}; its work was done here")
-    from .coverage import apply_coverage
-    from .report import build_implementation, build_kernel_calls, render_outputs
-
-    calls = build_kernel_calls(a)
-    trace = apply_coverage(calls, definitions_dir=args.definitions_dir, flashinfer_path=args.flashinfer_path,
-                           trace_dump_dir=args.trace_dump_dir, progress=report)
-    impl = build_implementation(a, calls, trace)
-    files = encode_outputs(render_outputs(a, args.output_dir, impl, calls))  # encoded once: hashed, written, cached
     digest = _write(write_output_set, args.output_dir, files)
     names = sorted({k.flashinfer_equivalent for k in calls})
     report(f"{impl.class_name} ({impl.model_file_srt}): {len(names)} definitions, {len(calls)} kernel_calls "

@@ -19,12 +19,14 @@ computes the result itself.  The outputs are the same either way.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import select
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .fsutil import fork_child, stdio_to_devnull
@@ -39,9 +41,12 @@ class Prefetch:
     KINDS = ("registrations", "config-classes", "mla-architectures", "find-class", "class-calls")  # what it sends
     STALL_SECONDS = 20  # its whole work takes well under a second
 
-    def __init__(self, pid: int, fd: int) -> None:
+    def __init__(self, pid: int, fd: int, requests: int = -1) -> None:
         self.pid = pid
         self._fd = fd
+        self._requests = requests  # where the summary is asked for (see summarise)
+        self._done = False  # every result sent: the helper now waits to render the summary
+        self._summary: str | None = None
         self._buf = b""
         self._results: dict[tuple, tuple[Any, dict[str, str], list[tuple]]] = {}
         self._promised: set[tuple] = set()  # keys the helper will send
@@ -111,18 +116,48 @@ class Prefetch:
         elif msg[0] == "failed":
             self.trouble = f"failed: {msg[1]}"
             self.close()
-        elif msg[0] == "done":
+        elif msg[0] == "done":  # nothing more to wait for, but it stays for the summary
+            self._done = True
+            self._promised.clear()
+            self._pending.clear()
+        elif msg[0] == "summary":
+            self._summary = msg[1]
             self.close()
+
+    def summarise(self, impl_json: str, calls_json: str, output_dir: Any, config_written: bool
+                  ) -> Callable[[], str | None]:
+        """Have the helper render ``summary.md`` from the two JSON outputs (so this process need
+        not import jinja2); the function returned waits for it: None when the helper cannot (not
+        done with its work, gone, or failed): the caller then renders it."""
+        self._receive(block=False)
+        if not (self._open and self._done and self._requests >= 0):
+            return lambda: None
+        try:
+            _write_all(self._requests, _frame(("summary", impl_json, calls_json, str(output_dir), config_written)),
+                       self.STALL_SECONDS)
+        except OSError as e:
+            self.trouble = f"could not be asked for the summary ({e.strerror or e})"
+            self.close()
+            return lambda: None
+
+        def wait() -> str | None:
+            while self._open and self._summary is None:
+                self._receive(block=True)
+            return self._summary
+
+        return wait
 
     def close(self) -> None:
         """Stop listening; a helper still at work is stopped (what it has left is not needed)."""
         if not self._open:
             return
         self._open = False
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
+        for fd in (self._fd, self._requests):
+            try:
+                if fd >= 0:
+                    os.close(fd)
+            except OSError:
+                pass
         try:
             pid, _ = os.waitpid(self.pid, os.WNOHANG)
             if not pid:
@@ -142,24 +177,30 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
     if threading is not None and threading.active_count() > 1:
         return None  # a thread may hold a lock (an import's) that the forked helper would wait on forever
     parent = os.getpid()
-    r, w = os.pipe()
+    r, w = os.pipe()  # results, to this process
+    rq, wq = os.pipe()  # the summary's request, to the helper
+    _widen(wq)
     try:
         pid = fork_child()
     except OSError:
-        os.close(r)
-        os.close(w)
+        for fd in (r, w, rq, wq):
+            os.close(fd)
         return None
     if pid:
         os.close(w)
-        return Prefetch(pid, r)
+        os.close(rq)
+        return Prefetch(pid, r, wq)
     # the helper: never returns
     code = 0
     try:
         _die_with(parent)
         stdio_to_devnull()
-        os.closerange(3, w)  # nor anything else the caller had open
-        os.closerange(w + 1, _max_fd())
+        keep = sorted((w, rq))  # and nothing else the caller had open
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, _max_fd())
         _serve(w, root, cache_dir, layout, raw_config)
+        _render_summary(w, rq)
     except BaseException as e:
         code = 1
         try:
@@ -197,12 +238,72 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _send(fd: int, msg: tuple) -> None:
+def _frame(msg: tuple) -> bytes:
     data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
+
+
+def _send(fd: int, msg: tuple) -> None:
+    view = memoryview(_frame(msg))
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def _write_all(fd: int, data: bytes, seconds: float) -> None:
+    """Write ``data`` to a pipe the helper drains, giving up (TimeoutError) after ``seconds``."""
+    view = memoryview(data)
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    os.set_blocking(fd, False)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            if not poll.poll(seconds * 1000):
+                raise TimeoutError(errno.ETIMEDOUT, "the helper does not read") from None
+
+
+def _widen(fd: int) -> None:
+    """A pipe that holds a large request at once (Linux; elsewhere the default is kept)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
+
+
+def _read_message(fd: int) -> tuple | None:
+    """One message from the pipe ``fd`` (blocking); None at its end."""
+    buf = b""
+    while True:
+        if len(buf) >= _HEADER.size:
+            (n,) = _HEADER.unpack_from(buf)
+            if len(buf) >= _HEADER.size + n:
+                return pickle.loads(buf[_HEADER.size:_HEADER.size + n])
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return None
+        buf += chunk
+
+
+def _render_summary(fd: int, requests: int) -> None:
+    """After its results: get jinja2 and the template ready, then render the summary the main
+    process asks for, from the JSON outputs (read back into the same models)."""
+    from pathlib import Path
+
+    from . import summary
+    from .schemas import Implementation, KernelCalls
+
+    summary.compile_templates()  # (loaded from its compiled form, as a main process would)
+    msg = _read_message(requests)
+    if msg is None or msg[0] != "summary":
+        return  # the main process rendered it, or stopped
+    _, impl_json, calls_json, output_dir, config_written = msg
+    text = summary.render_summary(Implementation.model_validate_json(impl_json), KernelCalls.validate_json(calls_json),
+                                  Path(output_dir), config_written)
+    _send(fd, ("summary", text))
 
 
 def _serve(fd: int, root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_config: dict | None) -> None:

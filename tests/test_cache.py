@@ -189,7 +189,7 @@ def test_all_workers_write_their_parse_cache_when_they_exit(tmp_path):
 def test_summary_template_is_compiled_once_and_recompiled_when_damaged(tmp_path, monkeypatch):
     import jinja2
 
-    from sglang_baseline import report
+    from sglang_baseline import summary
 
     compiles = []
     real_compile = jinja2.Environment.compile
@@ -202,7 +202,7 @@ def test_summary_template_is_compiled_once_and_recompiled_when_damaged(tmp_path,
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
 
     def code(folder):
-        return report._make_env(folder).get_template("summary.md.j2").root_render_func.__code__.co_code
+        return summary._make_env(folder).get_template("summary.md.j2").root_render_func.__code__.co_code
 
     fresh = code(tmp_path / "c")
     stored = list((tmp_path / "c").iterdir())

@@ -45,7 +45,19 @@ def taken(monkeypatch):
     monkeypatch.delenv("SGLANG_BASELINE_NO_PREFETCH", raising=False)
     got: list[tuple] = []
     helpers: list[prefetch.Prefetch] = []
-    take, start = prefetch.Prefetch.take, prefetch.start
+    take, start, summarise = prefetch.Prefetch.take, prefetch.start, prefetch.Prefetch.summarise
+
+    def counting_summarise(self, *a):  # a summary the helper rendered counts as ("summary",)
+        while self._open and not self._done:  # (a quick model's run may finish first: it renders its own)
+            self._receive(block=True)
+        wait = summarise(self, *a)
+
+        def waiting():
+            text = wait()
+            if text is not None:
+                got.append(("summary",))
+            return text
+        return waiting
 
     def counting_take(self, key):
         result = take(self, key)
@@ -60,6 +72,7 @@ def taken(monkeypatch):
         return p
 
     monkeypatch.setattr(prefetch.Prefetch, "take", counting_take)
+    monkeypatch.setattr(prefetch.Prefetch, "summarise", counting_summarise)
     monkeypatch.setattr(prefetch, "start", recording_start)
     return got, helpers
 
@@ -69,7 +82,7 @@ def test_the_helper_reads_what_the_run_would_and_is_gone_after(release, tmp_path
     got, helpers = taken
     with_helper = _run(release, tmp_path, "with", model, config)
     kinds = {k[0] for k in got}
-    assert kinds == set(prefetch.Prefetch.KINDS), got
+    assert kinds == set(prefetch.Prefetch.KINDS) | {"summary"}, got  # summary.md too, from the JSON outputs
     assert helpers and all(_gone(h.pid) for h in helpers)
     monkeypatch.setenv("SGLANG_BASELINE_NO_PREFETCH", "1")
     got.clear()
@@ -107,6 +120,16 @@ def test_a_failing_or_dying_helper_changes_nothing(release, tmp_path, monkeypatc
     monkeypatch.setattr(prefetch, "_send", die_after_two)
     assert _run(release, tmp_path, "died", "llama", "meta-llama--Meta-Llama-3.1-8B.json") == alone
     assert got == [("registrations",)]
+
+    monkeypatch.setattr(prefetch, "_send", real_send)
+    got.clear()
+
+    def summary_fails(fd, requests):  # its results sent, the helper fails at the summary
+        raise RuntimeError("no summary")
+
+    monkeypatch.setattr(prefetch, "_render_summary", summary_fails)
+    assert _run(release, tmp_path, "no-summary", "llama", "meta-llama--Meta-Llama-3.1-8B.json") == alone
+    assert ("registrations",) in got and ("summary",) not in got
 
 
 _serve_unpatched = prefetch._serve
