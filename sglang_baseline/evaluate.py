@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import lazyparse, tracking
+from . import constructions, lazyparse, tracking
 from .diagnostics import Diagnostics
 from .index import (
     ClassSym,
@@ -1234,6 +1234,40 @@ class Interpreter:
             return hook[0]
         if self.index.is_enum(cls):
             return self._enum_lookup(cls, args)
+        key = self._copied_key(cls, args, kwargs) if self.runtime.is_copied_construction(cls) else None
+        if key is None:
+            return self._instantiate(cls, args, kwargs, frame, node)
+        got = constructions.PROCESS.get(key)
+        if got is not None:  # built before with equal arguments: a copy, as if built here
+            obj, files, steps = got
+            self.tick(steps)
+            self.index.replay(files)
+            obj.site = self.site(frame, node) if frame is not None and node is not None else None
+            init = self.index.find_in_class(cls, "__init__")
+            if init is not None and isinstance(init[1], (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                    and isinstance(node, ast.Call):
+                obj.arg_exprs = _call_texts(init[1], node)
+            else:
+                obj.arg_exprs = {}
+            return obj
+        if constructions.PROCESS.tried(key):
+            return self._instantiate(cls, args, kwargs, frame, node)
+        steps = self.steps
+        token = self.index.begin_events()
+        try:
+            obj = self._instantiate(cls, args, kwargs, frame, node)
+        finally:
+            files, warned = self.index.end_events(token)
+        constructions.PROCESS.keep(key, obj, files, warned, self.steps - steps)
+        return obj
+
+    def _copied_key(self, cls: ClassSym, args: list[Any], kwargs: dict[str, Any]) -> tuple | None:
+        return constructions.Constructions.key(
+            (self.index.serial, id(self.runtime.catalog), self.runtime.layout_key()),  # (the catalog is cached: kept alive)
+            cls, args, kwargs)
+
+    def _instantiate(self, cls: ClassSym, args: list[Any], kwargs: dict[str, Any], frame: Frame | None,
+                     node: ast.AST | None) -> Any:
         obj = Obj(cls=cls)
         obj.is_module = self.runtime.is_module_class(self.index, cls)
         if frame is not None and node is not None:

@@ -60,11 +60,19 @@ class Runtime:
         self._opaque_exact = frozenset(opaque)
         self._opaque_prefixes = tuple(p + "." for p in opaque)
         self._opaque_methods: dict[str, frozenset[str]] = {}  # method name -> class names
+        copied = self.catalog.runtime.copied_constructions
+        self._copied_exact = frozenset(copied)
+        self._copied_prefixes = tuple(p + "." for p in copied)
         for cls_name, methods in self.catalog.runtime.opaque_methods.items():
             for m in methods:
                 self._opaque_methods[m] = self._opaque_methods.get(m, frozenset()) | {cls_name}
 
     # ------------------------------------------------------------ values
+
+    def is_copied_construction(self, cls: ClassSym) -> bool:
+        """A class the catalog lists under ``copied_constructions`` (by its module or itself)."""
+        return bool(self._copied_exact) and (cls.module in self._copied_exact or cls.dotted in self._copied_exact
+                                             or cls.module.startswith(self._copied_prefixes))
 
     def layout_key(self) -> tuple:
         """What runtime answers depend on (the catalog aside): the layout in force."""

@@ -73,6 +73,11 @@ class RuntimeCatalog(_Model):
         description="SGLang packages (or single dotted classes/functions) that are environment, not model "
                     "structure (remote storage, JIT compilation, the server's ModelConfig), or checks that only "
                     "raise: calls into them give an unknown value instead of being interpreted")
+    copied_constructions: list[str] = Field(
+        default_factory=list,
+        description="SGLang modules (or single dotted classes) whose classes build the same module from equal "
+                    "arguments, reading no state a model changes (rotary embeddings): built once per process "
+                    "for each set of plain argument values, and copied after that (see constructions.py)")
     opaque_methods: dict[str, list[str]] = Field(
         default_factory=dict,
         description="class name -> methods that compute tensors, not structure (a RoPE cos/sin cache): called on "
