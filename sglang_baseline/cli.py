@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-clone", action="store_true", help="never clone or download; fail if --sglang-path is missing")
     p.add_argument("--list", action="store_true", help="list every model the source registers and exit")
     p.add_argument("--all", action="store_true", help="analyse every registered model into <output-dir>/<model>/")
-    p.add_argument("--jobs", type=int, default=0, help="worker processes for --all (default: all cores)")
+    p.add_argument("--jobs", type=int, default=0, help="worker processes for --all (default: every core this process may use)")
     p.add_argument("--config-dir", type=Path, help="with --all: configs whose architectures pick each model")
     p.add_argument("--definitions-dir", type=Path, help="a flashinfer-trace definitions/ folder: mark names existing or new")
     p.add_argument("--flashinfer-path", type=Path, help="FlashInfer source tree or installed package: classify new names")
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.list or args.all or args.model_name):
         raise UsageError("--model-name is required (or use --list, --all or --schema)")
     if args.jobs < 0:
-        raise UsageError("--jobs must be 0 (all cores) or positive")
+        raise UsageError("--jobs must be 0 (every usable core) or positive")
     if args.config_dir is not None and not args.all:
         raise UsageError("--config-dir goes with --all")
     for flag, path in (("--definitions-dir", args.definitions_dir), ("--trace-dump-dir", args.trace_dump_dir),

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the same folder, then a rename."""
+"""Atomic file writes (a temporary file in the same folder, then a rename), and the process helpers
+the tool forks (detached writers, the prefetch helper)."""
 
 from __future__ import annotations
 
@@ -119,6 +120,15 @@ def _wait_closed(fd: int, seconds: float) -> None:
             continue
         except OSError:
             return
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container or ``taskset`` may allow
+    fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def fork_child() -> int:

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .fsutil import fork_child, stdio_to_devnull
+from .fsutil import fork_child, stdio_to_devnull, usable_cores
 
 _HEADER = struct.Struct("<I")
 _DONE = ("done",)
@@ -171,7 +171,7 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
     """Fork the helper for the tree at ``root`` and the first layout (tp, ep, page size, attention
     backend): None where the platform cannot fork, on one core, or when ``SGLANG_BASELINE_NO_PREFETCH``
     is set (everything is then computed in this process)."""
-    if not hasattr(os, "fork") or os.environ.get("SGLANG_BASELINE_NO_PREFETCH") or _cores() < 2:
+    if not hasattr(os, "fork") or os.environ.get("SGLANG_BASELINE_NO_PREFETCH") or usable_cores() < 2:
         return None
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
@@ -229,13 +229,6 @@ def _max_fd() -> int:
         return os.sysconf("SC_OPEN_MAX")
     except (OSError, ValueError):
         return 1 << 16
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _frame(msg: tuple) -> bytes:

@@ -13,7 +13,6 @@ import argparse
 import json
 import multiprocessing
 import multiprocessing.util
-import os
 import sys
 import time
 import traceback
@@ -24,6 +23,7 @@ from typing import Any
 from .cache import ParseCache
 from .discovery import Match, ModelFileEntry, Registration, read_registrations
 from .errors import EXIT_OK, UserError
+from .fsutil import usable_cores
 from .hfconfig import ModelConfig, load_config
 from .resultcache import tree_stamp
 from .source import SourceInfo
@@ -215,7 +215,7 @@ def run_all(source: SourceInfo, args: argparse.Namespace, cache_dir: Path, repor
     regs.sort(key=lambda r: (-sizes.get(r.file, 0), r.file, r.class_name))
     tasks = [(r.module, r.class_name, str(configs[r.class_name].path) if r.class_name in configs else None)
              for r in regs]
-    jobs = args.jobs or os.cpu_count() or 1
+    jobs = args.jobs or usable_cores()
     out_dir: Path = args.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sglang_baseline import prefetch
+from sglang_baseline import fsutil, prefetch
 
 from .conftest import DATA, run_cli
 
@@ -40,7 +40,7 @@ def taken(monkeypatch):
     """The keys the main process took from a helper, and the helpers it started (a helper
     needs a second usable core and no other thread running)."""
     threading = sys.modules.get("threading")
-    if prefetch._cores() < 2 or threading is not None and threading.active_count() > 1:
+    if fsutil.usable_cores() < 2 or threading is not None and threading.active_count() > 1:
         pytest.skip("no helper here: one usable core, or threads running")
     monkeypatch.delenv("SGLANG_BASELINE_NO_PREFETCH", raising=False)
     got: list[tuple] = []

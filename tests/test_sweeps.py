@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from .conftest import REPO, cache_root, run_cli, synthetic_tree
+import pytest
+
+from .conftest import REPO, cache_root, norm_model, run_cli, synthetic_tree
 
 
 def _load_script(name: str):
@@ -129,3 +134,21 @@ def test_all_gives_a_shared_reading_the_files_and_warnings_of_what_it_reused(tmp
     assert together["M2"]["kernels"] == ["sgl_kernel.rmsnorm"]
     assert any(kind == "unresolved-name" and where.startswith("layers/flags.py")
                for kind, where, _m in alone["M2"]["warnings"]), alone["M2"]["warnings"]
+
+
+def test_all_starts_one_worker_per_core_this_process_may_use(tmp_path):
+    """The default --jobs counts the cores of the process's CPU affinity (a container or taskset
+    may allow fewer than the machine has), not the machine's."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    tree = synthetic_tree(tmp_path / "tree", {"layers/norm.py": "from torch import nn\n\n\nclass RMSNorm(nn.Module):\n"
+                                                                "    def __init__(self, hidden_size):\n"
+                                                                "        super().__init__()\n",
+                                              "models/m.py": norm_model("M", "sglang.srt.layers.norm")})
+    code = ("import os, sys\nos.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+            "from sglang_baseline import cli\nsys.exit(cli.main(sys.argv[1:]))\n")
+    p = subprocess.run([sys.executable, "-c", code, "--all", "--sglang-path", str(tree), "--no-cache",
+                        "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "models with 1 worker process" in p.stderr and "worker processes" not in p.stderr, p.stderr
