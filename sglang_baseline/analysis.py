@@ -107,26 +107,28 @@ def _analyse(source: SourceInfo, model_name: str, config: ModelConfig | None, tp
     else:
         index = Index(SourceTree(source.root), diags, cache)
     index.prefetch = prefetch
-    index.parse_whole.add(match.chosen.module)
-    mod = index.module(match.chosen.module)
-    if mod is not None and mod.parsed_lazily:  # for another model (--all): the model's file must parse
-        mod.check_parses()
-    if mod is None or mod.error and (mod.broken or mod.tree is not None and not mod.tree.body):
-        why = mod.error if mod is not None else "file not found"
-        raise ModelSourceError(f"{match.chosen.file} cannot be analysed: {why}")
-    progress(f"analysing {match.chosen.class_name} in {match.chosen.file} ({source.describe()})")
-    results: list[LayoutResult] = []
-    layouts = [(tp, ep) for tp in tps for ep in eps]
-    for tp, ep in layouts:
-        progress(f"evaluating {match.chosen.class_name} for tp={tp} ep={ep} ...")
-        results.append(_one_layout(index, catalog, config, match, Layout(tp=tp, ep=ep, page_size=page_sizes[0],
-                                                                          attention_backend=attention_backend),
-                                   page_sizes, diags))
-    analysis = Analysis(model_name=model_name, source=source, config=config, match=match, entries=entries,
-                        index=index, catalog=catalog, layouts=results, page_sizes=page_sizes,
-                        attention_backend=attention_backend, diagnostics=diags)
-    _link_kernels(analysis)
-    index.prefetch = None
+    try:
+        index.parse_whole.add(match.chosen.module)
+        mod = index.module(match.chosen.module)
+        if mod is not None and mod.parsed_lazily:  # for another model (--all): the model's file must parse
+            mod.check_parses()
+        if mod is None or mod.error and (mod.broken or mod.tree is not None and not mod.tree.body):
+            why = mod.error if mod is not None else "file not found"
+            raise ModelSourceError(f"{match.chosen.file} cannot be analysed: {why}")
+        progress(f"analysing {match.chosen.class_name} in {match.chosen.file} ({source.describe()})")
+        results: list[LayoutResult] = []
+        layouts = [(tp, ep) for tp in tps for ep in eps]
+        for tp, ep in layouts:
+            progress(f"evaluating {match.chosen.class_name} for tp={tp} ep={ep} ...")
+            results.append(_one_layout(index, catalog, config, match, Layout(tp=tp, ep=ep, page_size=page_sizes[0],
+                                                                              attention_backend=attention_backend),
+                                       page_sizes, diags))
+        analysis = Analysis(model_name=model_name, source=source, config=config, match=match, entries=entries,
+                            index=index, catalog=catalog, layouts=results, page_sizes=page_sizes,
+                            attention_backend=attention_backend, diagnostics=diags)
+        _link_kernels(analysis)
+    finally:  # however the analysis ends: a later analysis of this index must not ask this helper
+        index.prefetch = None
     analysis.seconds = time.perf_counter() - t0
     return analysis
 
