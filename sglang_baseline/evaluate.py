@@ -64,6 +64,9 @@ MAX_DEPTH = 48  # interpreted call depth
 # ``getattr(cfg, "text_config", None)`` on a symbolic config never bottoms out and fans out
 # exponentially); real recursion in constructors is shallow.
 MAX_RECURSION = 4
+# a recursion whose arguments are all unknown (a walk over a config the run does not have) can
+# only fan out over unknown values: it stops sooner (five sub-configs a level made ~800 calls at 4)
+MAX_UNKNOWN_RECURSION = 2
 MAX_EXPR_DEPTH = 150  # nested expression depth
 MAX_LOOP = 2048  # iterations of one loop
 MAX_SEQ = 1 << 16  # length of lists built by `*`, range, ...
@@ -1201,7 +1204,7 @@ class Interpreter:
     def run_body(self, body: list[ast.stmt], frame: Frame) -> Any:
         key = (frame.module.name, id(body))
         active = self._active.get(key, 0)
-        if active >= MAX_RECURSION:
+        if active >= MAX_RECURSION or active >= MAX_UNKNOWN_RECURSION and _all_unknown(frame.locals):
             self.diag.add("recursion-limit", frame.module.rel, what=frame.name)
             return Sym(f"{frame.name}(...)", "recursion")
         self._active[key] = active + 1
@@ -1995,6 +1998,10 @@ def _enum_value(v: Any) -> Any:
     if isinstance(v, Sym) and v.expr.startswith("auto("):
         return v
     return v
+
+
+def _all_unknown(bound: dict[str, Any]) -> bool:
+    return bool(bound) and all(type(v) is Sym for v in bound.values())
 
 
 def _call_texts(fnode: ast.FunctionDef, call: ast.Call) -> dict[str, str]:
