@@ -312,20 +312,13 @@ class Interpreter:
     def _module_mutations(self, mod: ParsedModule, name: str, value: Any, after: ast.AST) -> None:
         """Apply top-level ``NAME.update(...)`` / ``NAME[k] = v`` / ``NAME.append(...)`` after its assignment
         (under the ``if`` guards that hold on the assumed platform): registries are often built that way."""
+        if name not in _mutated_names(mod):  # (most values: nothing to walk, no if-test to evaluate)
+            return
         frame = Frame(module=mod, locals={name: value}, name=f"<module {mod.name}>")
         started = False
 
         def mutates(st: ast.stmt) -> bool:
-            if isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
-                f = st.value.func
-                return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == name \
-                    and f.attr in ("update", "append", "extend", "add", "setdefault", "insert")
-            if isinstance(st, ast.Assign):
-                return any(isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id == name
-                           for t in st.targets)
-            if isinstance(st, ast.AugAssign):
-                return isinstance(st.target, ast.Name) and st.target.id == name
-            return False
+            return name in _mutation_targets(st)
 
         def walk(stmts: list[ast.stmt]) -> None:
             nonlocal started
@@ -1998,6 +1991,50 @@ def _enum_value(v: Any) -> Any:
     if isinstance(v, Sym) and v.expr.startswith("auto("):
         return v
     return v
+
+
+_MUTATING_METHODS = frozenset(("update", "append", "extend", "add", "setdefault", "insert"))
+
+
+def _mutation_targets(st: ast.stmt) -> list[str]:
+    """The names a top-level statement mutates in place: ``NAME.update(...)`` (and the other
+    container methods), ``NAME[k] = v``, ``NAME += ...``."""
+    if isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
+        f = st.value.func
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr in _MUTATING_METHODS:
+            return [f.value.id]
+    elif isinstance(st, ast.Assign):
+        return [t.value.id for t in st.targets if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)]
+    elif isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name):
+        return [st.target.id]
+    return []
+
+
+def _mutated_names(mod: ParsedModule) -> frozenset[str]:
+    """Every name a top-level statement of the module mutates (in ``if`` and ``try`` bodies too, as
+    ``Interpreter._module_mutations`` walks them), computed once per module."""
+    got = _MUTATED.get(id(mod))
+    if got is not None and got[0] is mod:
+        return got[1]
+    names: set[str] = set()
+
+    def walk(stmts: list[ast.stmt]) -> None:
+        for st in stmts:
+            if isinstance(st, ast.If):
+                walk(st.body)
+                walk(st.orelse)
+            elif isinstance(st, ast.Try):
+                walk(st.body)
+            else:
+                names.update(_mutation_targets(st))
+
+    walk(mod.top_level)
+    found = frozenset(names)
+    _MUTATED[id(mod)] = (mod, found)  # (the module is held: its id is not reused meanwhile)
+    return found
+
+
+_MUTATED: dict[int, tuple[ParsedModule, frozenset[str]]] = {}
 
 
 def _all_unknown(bound: dict[str, Any]) -> bool:
