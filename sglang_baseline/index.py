@@ -487,6 +487,7 @@ class Index:
         self._recording = 0  # open recording() blocks
         self._by_rel: dict[str, ParsedModule] = {}
         self._text_files: dict[str, tuple[str, str]] = {}  # module -> (rel, digest) of a text-scanned file
+        self._undecodable: set[str] = set()  # text-scanned modules whose bytes are not valid UTF-8
         self._mro_files: dict[ClassSym, dict[str, str]] = {}
         self._mro_replayed: dict[ClassSym, dict[str, str]] = {}  # the files_read dict last replayed into
         self._mro_name_sets: dict[ClassSym, frozenset[str]] = {}
@@ -510,6 +511,7 @@ class Index:
             self._members_found.clear()
             self._by_rel.clear()
             self._text_files.clear()
+            self._undecodable.clear()
             self._shared.clear()
             self._texts.clear()
             self._top_defs.clear()
@@ -631,23 +633,15 @@ class Index:
             self.diagnostics.add(kind, location, what=mod.rel, why=why)
 
     def _parse(self, mod: ParsedModule) -> None:
-        try:
-            size = mod.path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ValueError(f"{size} bytes, over the {MAX_FILE_BYTES}-byte limit")
-            data = mod.path.read_bytes()
-        except (OSError, ValueError) as e:
-            mod.error = str(e)
-            self._problem(mod, "unreadable-file", mod.rel, str(e))
-            mod.tree = ast.Module(body=[], type_ignores=[])
+        text = self._texts.get(mod.name)
+        if text is not None:  # read for a text scan already (_top_level_def): not read again
+            mod.text = text
+            mod.digest = self._text_files[mod.name][1]
+            self.files_read[mod.rel] = mod.digest
+            if mod.name in self._undecodable:
+                self._problem(mod, "unreadable-file", mod.rel, "not valid UTF-8; undecodable bytes were replaced")
+        elif not self._read(mod):
             return
-        mod.digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-        self.files_read[mod.rel] = mod.digest
-        try:
-            mod.text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            mod.text = data.decode("utf-8-sig", errors="replace")
-            self._problem(mod, "unreadable-file", mod.rel, "not valid UTF-8; undecodable bytes were replaced")
         # lazily first: the skeleton parses faster than a whole pickled tree loads
         tree = self._skeleton(mod) or (self.cache.get(mod.digest) if self.cache is not None else None)
         if tree is None:
@@ -670,6 +664,27 @@ class Index:
             _collect(tree, mod)
         except RecursionError:
             self._problem(mod, "syntax-error", mod.rel, "nesting too deep to index")
+
+    def _read(self, mod: ParsedModule) -> bool:
+        """Read a module's file (its text, digest and read problems); False when it cannot be read."""
+        try:
+            size = mod.path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ValueError(f"{size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+            data = mod.path.read_bytes()
+        except (OSError, ValueError) as e:
+            mod.error = str(e)
+            self._problem(mod, "unreadable-file", mod.rel, str(e))
+            mod.tree = ast.Module(body=[], type_ignores=[])
+            return False
+        mod.digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        self.files_read[mod.rel] = mod.digest
+        try:
+            mod.text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            mod.text = data.decode("utf-8-sig", errors="replace")
+            self._problem(mod, "unreadable-file", mod.rel, "not valid UTF-8; undecodable bytes were replaced")
+        return True
 
     def _skeleton(self, mod: ParsedModule) -> ast.Module | None:
         """A large module's skeleton, its top-level definitions left for when they are used
@@ -711,7 +726,11 @@ class Index:
                 data = found[0].read_bytes()
             except OSError:
                 return None
-            text = data.decode("utf-8-sig", errors="replace")
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text = data.decode("utf-8-sig", errors="replace")
+                self._undecodable.add(dotted)
             self._texts[dotted] = text
             self._text_files[dotted] = (self.tree.rel(found[0]), hashlib.blake2b(data, digest_size=16).hexdigest())
         rel, digest = self._text_files[dotted]

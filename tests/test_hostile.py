@@ -76,6 +76,19 @@ def test_non_utf8_file_is_read_with_a_warning(tree, tmp_path):
     assert any("UTF-8" in w["message"] for w in warnings)
 
 
+def test_non_utf8_helper_module_is_reported_when_read_for_its_names_first(tree, tmp_path):
+    # the import is resolved by a text scan of helpers.py; the scan's text is then parsed
+    # without reading the file again: its bytes must still be reported as not UTF-8
+    helper = tree / "sglang" / "srt" / "layers" / "helpers.py"
+    helper.write_bytes(b"# caf\xe9\n\n\ndef make_scale(x):\n    return x * 2\n")
+    add_model(tree, "tiny", tiny("from sglang.srt.layers.helpers import make_scale",
+                                 "self.scale = make_scale(config.hidden_size)"))
+    r = analyse(tree, "tiny", tmp_path)
+    assert r.code == 0, r.err
+    warnings = r.json("sglang_implementation.json")["warnings"]
+    assert any("UTF-8" in w["message"] and w["location"] == "layers/helpers.py" for w in warnings), warnings
+
+
 def test_huge_file_is_skipped_not_parsed(tree, tmp_path):
     big = tree / "sglang" / "srt" / "layers" / "huge_table.py"
     big.write_text("TABLE = [\n" + "    1,\n" * 1_700_000 + "]\n")  # ~10 MB
