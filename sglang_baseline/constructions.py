@@ -77,7 +77,9 @@ def copy(v: Any, memo: dict[int, Any] | None = None) -> Any:
     if t is dict:
         out = {}
         memo[id(v)] = out
-        out.update((k, copy(x, memo)) for k, x in v.items())  # (keys are hashable: immutable here)
+        for k, x in v.items():
+            plain_key(k)  # (NotCopyable for a key holding an object: it would be shared, not copied)
+            out[k] = copy(x, memo)
         return out
     if t is tuple:
         return tuple(copy(x, memo) for x in v)
