@@ -6,8 +6,9 @@ embedding for every attention class of every model, ~2,000 in an ``--all`` of 0.
 ``runtime.copied_constructions`` is built by interpreting its constructor the first time; a
 later construction with equal arguments, under the same catalog and layout, gets a deep copy
 of the first result: a new object, as a constructor call gives, with the call's own site and
-argument texts, and the files and warnings of the first construction given again (as a shared
-forward reading gives them, see ``forward.ForwardReader``).
+argument texts, and the files the first construction read and its evaluation steps counted
+again (as a shared forward reading gives its files, see ``forward.ForwardReader``).  A
+construction that gave a warning is not kept: a warning may name the call site.
 
 A construction is shared only when everything it could depend on is in its key or constant:
 its arguments must be plain values (numbers, strings, symbolic expressions, symbols, enum
@@ -28,6 +29,7 @@ from .values import Alt, BoundMethod, EnumMember, ModuleListObj, Obj, Site, Sym
 _PLAIN = (type(None), bool, int, float, str)  # exact types: a tracked int or str is not plain
 _SYMBOLS = (ClassSym, FuncSym, ExternalSym, ModuleSym, ValueSym)
 _SHARED_AS_IS = frozenset((*_PLAIN, Sym, *_SYMBOLS, EnumMember, Site))  # immutable here
+_COPIED_BY_FIELDS = frozenset((Obj, ModuleListObj, BoundMethod))  # a new instance, each field copied
 LIMIT = 20_000  # entries kept per process
 
 
@@ -62,10 +64,10 @@ def copy(v: Any, memo: dict[int, Any] | None = None) -> Any:
     got = memo.get(id(v))
     if got is not None:
         return got
-    if t is Obj:
-        if v.pending is not None:
+    if t in _COPIED_BY_FIELDS:
+        if t is Obj and v.pending is not None:
             raise NotCopyable  # a helper object not built yet: it holds the frame it will be built in
-        new = Obj.__new__(Obj)
+        new = t.__new__(t)
         memo[id(v)] = new
         new.__dict__.update({k: copy(x, memo) for k, x in vars(v).items()})
         return new
@@ -83,18 +85,8 @@ def copy(v: Any, memo: dict[int, Any] | None = None) -> Any:
         return out
     if t is tuple:
         return tuple(copy(x, memo) for x in v)
-    if t is ModuleListObj:
-        new = ModuleListObj.__new__(ModuleListObj)
-        memo[id(v)] = new
-        new.__dict__.update({k: copy(x, memo) for k, x in vars(v).items()})
-        return new
     if t is Alt:
         return Alt([(c, copy(x, memo)) for c, x in v.options])
-    if t is BoundMethod:
-        new = BoundMethod.__new__(BoundMethod)
-        memo[id(v)] = new
-        new.__dict__.update({k: copy(x, memo) for k, x in vars(v).items()})
-        return new
     raise NotCopyable
 
 

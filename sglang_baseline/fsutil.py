@@ -112,12 +112,10 @@ def _wait_closed(fd: int, seconds: float) -> None:
 
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        try:
+        try:  # (an interrupted select or read is retried by Python itself)
             ready, _, _ = select.select([fd], [], [], left)
             if ready and not os.read(fd, 4096):
                 return
-        except InterruptedError:
-            continue
         except OSError:
             return
 

@@ -60,6 +60,7 @@ def node_text(node: ast.AST) -> str:
 _TOP_LINE = re.compile(r"\n(?=(?:(class|def|async def)\s+([A-Za-z_]\w*)|([A-Za-z_]\w*)\s*(?::[^=\n]*)?=[^=]"
                        r"|from\s+\S+\s+import\s+(\([^)]*\)|[^\n]*)))")
 _WORD = re.compile(r"[A-Za-z_]\w*")
+_NOT_UTF8 = "not valid UTF-8; undecodable bytes were replaced"
 
 
 # --------------------------------------------------------------------------- symbols
@@ -639,7 +640,7 @@ class Index:
             mod.digest = self._text_files[mod.name][1]
             self.files_read[mod.rel] = mod.digest
             if mod.name in self._undecodable:
-                self._problem(mod, "unreadable-file", mod.rel, "not valid UTF-8; undecodable bytes were replaced")
+                self._problem(mod, "unreadable-file", mod.rel, _NOT_UTF8)
         elif not self._read(mod):
             return
         # lazily first: the skeleton parses faster than a whole pickled tree loads
@@ -683,7 +684,7 @@ class Index:
             mod.text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             mod.text = data.decode("utf-8-sig", errors="replace")
-            self._problem(mod, "unreadable-file", mod.rel, "not valid UTF-8; undecodable bytes were replaced")
+            self._problem(mod, "unreadable-file", mod.rel, _NOT_UTF8)
         return True
 
     def _skeleton(self, mod: ParsedModule) -> ast.Module | None:

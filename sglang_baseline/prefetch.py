@@ -94,12 +94,10 @@ class Prefetch:
             self._buf += chunk
 
     def _message(self) -> tuple | None:
-        if len(self._buf) < _HEADER.size:
+        got = _unframe(self._buf)
+        if got is None:
             return None
-        (n,) = _HEADER.unpack_from(self._buf)
-        if len(self._buf) < _HEADER.size + n:
-            return None
-        data, self._buf = self._buf[_HEADER.size:_HEADER.size + n], self._buf[_HEADER.size + n:]
+        data, self._buf = got
         try:
             return pickle.loads(data)
         except Exception as e:
@@ -267,14 +265,24 @@ def _widen(fd: int) -> None:
         pass
 
 
+def _unframe(buf: bytes) -> tuple[bytes, bytes] | None:
+    """The first whole message in ``buf`` (its pickled bytes) and what follows it; None when
+    ``buf`` does not hold one yet."""
+    if len(buf) < _HEADER.size:
+        return None
+    (n,) = _HEADER.unpack_from(buf)
+    if len(buf) < _HEADER.size + n:
+        return None
+    return buf[_HEADER.size:_HEADER.size + n], buf[_HEADER.size + n:]
+
+
 def _read_message(fd: int) -> tuple | None:
     """One message from the pipe ``fd`` (blocking); None at its end."""
     buf = b""
     while True:
-        if len(buf) >= _HEADER.size:
-            (n,) = _HEADER.unpack_from(buf)
-            if len(buf) >= _HEADER.size + n:
-                return pickle.loads(buf[_HEADER.size:_HEADER.size + n])
+        got = _unframe(buf)
+        if got is not None:
+            return pickle.loads(got[0])
         chunk = os.read(fd, 1 << 20)
         if not chunk:
             return None
