@@ -19,9 +19,9 @@ from typing import Any
 from . import deepstack
 from .cache import ParseCache
 from .catalog import Catalog, DefinitionRule, load_catalog
-from .definitions import DefinitionUse, Namer, mla_architectures
+from .definitions import DefinitionUse, Namer
 from .diagnostics import Diagnostics
-from .discovery import Match, ModelFileEntry, config_classes, find_model, read_registrations
+from .discovery import Match, ModelFileEntry, config_classes, find_model, mla_architectures, read_registrations
 from .errors import ModelSourceError
 from .evaluate import BudgetExhausted, Interpreter, evaluate_expression, truth
 from .forward import Call, ForwardPath, ForwardReader, kernel_rank

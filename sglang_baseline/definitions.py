@@ -10,11 +10,9 @@ evaluated stays in the name as a template placeholder (``rmsnorm_h{hidden_size}`
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import lazyparse
 from .catalog import Catalog, DefinitionRule, LayerRule
 from .diagnostics import Diagnostics
 from .evaluate import Interpreter, evaluate_expression, truth
@@ -429,42 +427,6 @@ def _module_of(obj: Obj) -> str:
 
 def _truthy(v: Any) -> bool:
     return truth(v) is True
-
-
-def mla_architectures(index: Index) -> list[str]:
-    """Architectures SGLang's model config marks as MLA (read from configs/model_config.py)."""
-    return list(index.shared(("mla-architectures",), lambda: _read_mla_architectures(index)))
-
-
-def _read_mla_architectures(index: Index) -> list[str]:
-    mod = index.module("sglang.srt.configs.model_config")
-    if mod is None:
-        return []
-    # Only the definitions, and of a large class (ModelConfig, 1,700 lines) only the methods,
-    # whose lines mention ``attention_arch`` are parsed; the walk passes the others by.
-    mod.materialize_containing("attention_arch")
-    tree = ast.Module(body=mod.top_level, type_ignores=[])
-    return _mla_architectures(lazyparse.walk_lines(tree, lazyparse.lines_naming(mod.text, ["attention_arch"])))
-
-
-def _mla_architectures(nodes: Iterable[ast.AST]) -> list[str]:
-    found: set[str] = set()
-    for node in nodes:
-        if not isinstance(node, ast.If):
-            continue
-        sets_mla = any(
-            isinstance(st, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "attention_arch"
-                                                for t in st.targets)
-            and isinstance(st.value, ast.Attribute) and st.value.attr == "MLA"
-            for st in node.body
-        )
-        if not sets_mla:
-            continue
-        for c in ast.walk(node.test):
-            if isinstance(c, ast.Compare) and isinstance(c.left, ast.Constant) and isinstance(c.left.value, str) \
-                    and any(isinstance(op, ast.In) for op in c.ops):
-                found.add(c.left.value)
-    return sorted(found)
 
 
 def _cls_name(x: Any) -> str:

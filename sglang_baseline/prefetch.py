@@ -315,23 +315,22 @@ def _serve(fd: int, root: Any, cache_dir: Any, layout: tuple[int, int, int, str]
 
     from .cache import ParseCache
     from .diagnostics import Diagnostics
-    from .discovery import config_classes, read_registrations
+    from .discovery import config_classes, mla_architectures, read_registrations
     from .index import Index, SourceTree
 
     # first what the main process needs first, before the imports the rest needs (the evaluator's)
-    _send(fd, ("keys", [("registrations",), ("config-classes",)], ["registrations", "config-classes"]))
+    first = ["registrations", "config-classes", "mla-architectures"]
+    _send(fd, ("keys", [(k,) for k in first], first))
     _send(fd, ("result", ("registrations",), (read_registrations(Path(root) / "sglang" / "srt"), {}, [])))
     cache = ParseCache(Path(cache_dir), defer_writes=True) if cache_dir is not None else None  # read, never written
     index = Index(SourceTree(Path(root)), Diagnostics(), cache)
     _send(fd, ("result", ("config-classes",), index.with_events(lambda: config_classes(index))))
+    _send(fd, ("result", ("mla-architectures",), index.with_events(lambda: mla_architectures(index))))
 
     from .analysis import find_class, model_independent_readings
     from .catalog import load_catalog
-    from .definitions import mla_architectures
     from .runtime import Layout
 
-    _send(fd, ("keys", [("mla-architectures",)], ["mla-architectures"]))
-    _send(fd, ("result", ("mla-architectures",), index.with_events(lambda: mla_architectures(index))))
     catalog = load_catalog()
     tp, ep, page_size, backend = layout
     plan, read = model_independent_readings(index, catalog, Layout(tp=tp, ep=ep, page_size=page_size,

@@ -351,7 +351,7 @@ def test_a_broken_base_class_is_reported_to_each_analysis_that_looks_through_it(
 
 @pytest.mark.parametrize("version", ["0.4.6", "0.5.6", "0.5.23"])
 def test_mla_architectures_read_from_the_methods_that_mention_them_equal_the_whole_file(release, version):
-    from sglang_baseline.definitions import _mla_architectures, mla_architectures
+    from sglang_baseline.discovery import _mla_architectures, mla_architectures
 
     root = release(version)
     text = (root / "sglang" / "srt" / "configs" / "model_config.py").read_text(encoding="utf-8")
@@ -373,7 +373,7 @@ MLA_IF = "    if 'DeepseekV3ForCausalLM' in archs:\n        {}.attention_arch = 
                + MLA_IF.replace("    ", "        ").format("self") + "\n"),
 ])
 def test_mla_architectures_outside_a_method_or_past_a_string_equal_the_whole_file(tmp_path, text):
-    from sglang_baseline.definitions import _mla_architectures, mla_architectures
+    from sglang_baseline.discovery import _mla_architectures, mla_architectures
 
     (tmp_path / "sglang" / "srt" / "configs").mkdir(parents=True)
     files = {"configs/__init__.py": "", "configs/model_config.py": text + PAD}
