@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = Reporter(args.quiet, args.verbose)
     if args.schema:
-        from .schemas import json_schemas
+        from .serialize import json_schemas
 
         print(json.dumps(json_schemas(), indent=2))
         return EXIT_OK
@@ -320,9 +320,9 @@ def run(args: argparse.Namespace) -> int:
         trace = apply_coverage(calls, definitions_dir=args.definitions_dir, flashinfer_path=args.flashinfer_path,
                                trace_dump_dir=args.trace_dump_dir, progress=report)
         impl = build_implementation(a, calls, trace)
-        # the helper renders summary.md meanwhile; encoded once: hashed, written, cached
+        # the helper makes the JSON files and summary.md meanwhile; encoded once: hashed, written, cached
         files = encode_outputs(render_outputs(a, args.output_dir, impl, calls,
-                                              summarise=prefetch.summarise if prefetch is not None else None))
+                                              serialize=prefetch.serialize if prefetch is not None else None))
     finally:  # the helper stops with the run's outputs, however that ends
         if prefetch is not None:
             prefetch.close()

@@ -44,9 +44,9 @@ class Prefetch:
     def __init__(self, pid: int, fd: int, requests: int = -1) -> None:
         self.pid = pid
         self._fd = fd
-        self._requests = requests  # where the summary is asked for (see summarise)
-        self._done = False  # every result sent: the helper now waits to render the summary
-        self._summary: str | None = None
+        self._requests = requests  # where the outputs are asked for (see serialize)
+        self._done = False  # every result sent: the helper now waits to make the outputs
+        self._outputs: dict[str, str] | None = None
         self._buf = b""
         self._results: dict[tuple, tuple[Any, dict[str, str], list[tuple]]] = {}
         self._promised: set[tuple] = set()  # keys the helper will send
@@ -114,34 +114,39 @@ class Prefetch:
         elif msg[0] == "failed":
             self.trouble = f"failed: {msg[1]}"
             self.close()
-        elif msg[0] == "done":  # nothing more to wait for, but it stays for the summary
+        elif msg[0] == "done":  # nothing more to wait for, but it stays for the outputs
             self._done = True
             self._promised.clear()
             self._pending.clear()
-        elif msg[0] == "summary":
-            self._summary = msg[1]
+        elif msg[0] == "outputs":
+            self._outputs = msg[1]
             self.close()
 
-    def summarise(self, impl_json: str, calls_json: str, output_dir: Any, config_written: bool
-                  ) -> Callable[[], str | None]:
-        """Have the helper render ``summary.md`` from the two JSON outputs (so this process need
-        not import jinja2); the function returned waits for it: None when the helper cannot (not
-        done with its work, gone, or failed): the caller then renders it."""
+    def serialize(self, impl: Any, calls: list, data: dict[str, Any], output_dir: Any, config_written: bool
+                  ) -> Callable[[], dict[str, str] | None]:
+        """Have the helper validate and serialise the outputs and render ``summary.md``
+        (``report.make_outputs``), so that this process need not import pydantic nor jinja2;
+        the function returned waits for the files: None when the helper cannot (not done with
+        its work, gone, or failed, a record that does not validate included): the caller then
+        makes them itself."""
         self._receive(block=False)
         if not (self._open and self._done and self._requests >= 0):
             return lambda: None
         try:
-            _write_all(self._requests, _frame(("summary", impl_json, calls_json, str(output_dir), config_written)),
-                       self.STALL_SECONDS)
+            request = _frame(("outputs", impl, calls, data, str(output_dir), config_written))
+        except Exception:  # a value that does not pickle: made by the caller
+            return lambda: None
+        try:
+            _write_all(self._requests, request, self.STALL_SECONDS)
         except OSError as e:
-            self.trouble = f"could not be asked for the summary ({e.strerror or e})"
+            self.trouble = f"could not be asked for the outputs ({e.strerror or e})"
             self.close()
             return lambda: None
 
-        def wait() -> str | None:
-            while self._open and self._summary is None:
+        def wait() -> dict[str, str] | None:
+            while self._open and self._outputs is None:
                 self._receive(block=True)
-            return self._summary
+            return self._outputs
 
         return wait
 
@@ -176,7 +181,7 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
         return None  # a thread may hold a lock (an import's) that the forked helper would wait on forever
     parent = os.getpid()
     r, w = os.pipe()  # results, to this process
-    rq, wq = os.pipe()  # the summary's request, to the helper
+    rq, wq = os.pipe()  # the request for the outputs, to the helper
     _widen(wq)
     try:
         pid = fork_child()
@@ -198,7 +203,7 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
         os.closerange(keep[0] + 1, keep[1])
         os.closerange(keep[1] + 1, _max_fd())
         _serve(w, root, cache_dir, layout, raw_config)
-        _render_summary(w, rq)
+        _make_outputs(w, rq)
     except BaseException as e:
         code = 1
         try:
@@ -289,22 +294,21 @@ def _read_message(fd: int) -> tuple | None:
         buf += chunk
 
 
-def _render_summary(fd: int, requests: int) -> None:
-    """After its results: get jinja2 and the template ready, then render the summary the main
-    process asks for, from the JSON outputs (read back into the same models)."""
+def _make_outputs(fd: int, requests: int) -> None:
+    """After its results: import pydantic and jinja2 and get the validators and the template
+    ready, then make the output files the main process asks for (``report.make_outputs``)."""
     from pathlib import Path
 
-    from . import summary
-    from .schemas import Implementation, KernelCalls
+    from . import serialize, summary  # (serialize builds its validators on import)
+    from .report import make_outputs
 
+    assert serialize.IMPLEMENTATION is not None
     summary.compile_templates()  # (loaded from its compiled form, as a main process would)
     msg = _read_message(requests)
-    if msg is None or msg[0] != "summary":
-        return  # the main process rendered it, or stopped
-    _, impl_json, calls_json, output_dir, config_written = msg
-    text = summary.render_summary(Implementation.model_validate_json(impl_json), KernelCalls.validate_json(calls_json),
-                                  Path(output_dir), config_written)
-    _send(fd, ("summary", text))
+    if msg is None or msg[0] != "outputs":
+        return  # the main process made them, or stopped
+    _, impl, calls, data, output_dir, config_written = msg
+    _send(fd, ("outputs", make_outputs(impl, calls, data, Path(output_dir), config_written)))
 
 
 def _serve(fd: int, root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_config: dict | None) -> None:

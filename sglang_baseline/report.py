@@ -13,10 +13,9 @@ import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import pydantic_core
 
 from . import __version__
 from .analysis import Analysis, LayoutResult, model_file_for_github, read_snippet
@@ -33,7 +32,6 @@ from .schemas import (
     ForwardPassStructure,
     Implementation,
     KernelCall,
-    KernelCalls,
     KernelSite,
     MatchOut,
     SourceOut,
@@ -278,7 +276,7 @@ def build_definitions(a: Analysis, calls: list[KernelCall]) -> list[DefinitionSu
         if d is None:
             d = DefinitionSummary(name=k.flashinfer_equivalent, op_type=k.op_type, status=k.status,
                                   concrete=k.concrete, modules=[], variants=[], fi_api=k.fi_api,
-                                  coverage=k.coverage.model_copy())
+                                  coverage=replace(k.coverage))
             by[k.flashinfer_equivalent] = d
         if k.module not in d.modules:
             d.modules.append(k.module)
@@ -321,7 +319,7 @@ def build_implementation(a: Analysis, calls: list[KernelCall], trace: TraceCompa
         config=ConfigOut(path=str(cfg.path), architectures=cfg.architectures, model_type=cfg.model_type,
                          text_config_key=cfg.text_key, quantization=cfg.quant.summary,
                          not_converted=cfg.quant.not_converted[:200]) if cfg else None,
-        variants=sorted({Variant(tp=x.layout.tp, ep=x.layout.ep, page_size=p).model_dump_json(): Variant(
+        variants=sorted({(x.layout.tp, x.layout.ep, p): Variant(
             tp=x.layout.tp, ep=x.layout.ep, page_size=p) for x in a.layouts for p in a.page_sizes}.values(),
             key=lambda v: (v.tp, v.ep, v.page_size)),
         attention=AttentionOut(architecture=namer.attention.arch, backend_class=namer.attention.backend_class,
@@ -378,37 +376,42 @@ def build_model_definition(impl: Implementation) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- writing
 
 
-def _dump(obj: Any) -> str:
-    # pydantic-core's serializer: the same layout as json.dumps(indent=2, ensure_ascii=False),
-    # several times faster (floats are written shortest-form: 1e-6, not 1e-06)
-    return pydantic_core.to_json(obj, indent=2).decode("utf-8") + "\n"
+Serializer = Callable[[Implementation, list[KernelCall], dict[str, Any], Path, bool],
+                     Callable[[], "dict[str, str] | None"]]
 
 
 def render_outputs(a: Analysis, output_dir: Path, impl: Implementation, calls: list[KernelCall],
-                   summarise: Callable[[str, str, Path, bool], Callable[[], str | None]] | None = None
-                   ) -> dict[str, str]:
+                   serialize: Serializer | None = None) -> dict[str, str]:
     """Every output file, by path relative to the output folder (snippets under code_snippets/).
 
-    ``summarise``, when given, is handed the two JSON outputs, the folder and whether the config
-    is written, and returns a function that returns the summary rendered from them elsewhere
-    (None if that failed: it is then rendered here)."""
-    files: dict[str, str] = {}
-    # serialised straight from the models by pydantic-core (the same text as _dump of their dumps)
-    files["sglang_implementation.json"] = impl.model_dump_json(indent=2) + "\n"
-    files["kernel_calls.json"] = KernelCalls.dump_json(calls, indent=2).decode("utf-8") + "\n"
-    pending = summarise(files["sglang_implementation.json"], files["kernel_calls.json"], output_dir,
-                        a.config is not None) if summarise is not None else None
-    files["model_definition.json"] = _dump(build_model_definition(impl))
+    The JSON files and the summary come from pydantic and jinja2 (``serialize.json_outputs``,
+    ``summary.render_summary``).  ``serialize``, when given, is handed the records, the plain
+    data of the other JSON files, the folder and whether the config is written, and returns a
+    function that returns those files made elsewhere (the helper's; None if that failed: they
+    are then made here)."""
+    data: dict[str, Any] = {"model_definition.json": build_model_definition(impl)}
     if a.config is not None:
-        files["model_config.json"] = _dump(a.config.raw)
-    for name, text in render_snippets(a, impl, calls).items():
-        files[f"{SNIPPETS}/{name}"] = text
-    summary = pending() if pending is not None else None
-    if summary is None:
-        from .summary import render_summary
+        data["model_config.json"] = a.config.raw
+    config_written = a.config is not None
+    pending = serialize(impl, calls, data, output_dir, config_written) if serialize is not None else None
+    snippets = render_snippets(a, impl, calls)
+    made = pending() if pending is not None else None
+    if made is None:
+        made = make_outputs(impl, calls, data, output_dir, config_written)
+    files = {name: made[name] for name in ("sglang_implementation.json", "kernel_calls.json", *data)}
+    files.update((f"{SNIPPETS}/{name}", text) for name, text in snippets.items())
+    files["summary.md"] = made["summary.md"]
+    return files
 
-        summary = render_summary(impl, calls, output_dir, a.config is not None)
-    files["summary.md"] = summary
+
+def make_outputs(impl: Implementation, calls: list[KernelCall], data: dict[str, Any], output_dir: Path,
+                 config_written: bool) -> dict[str, str]:
+    """The JSON files (validated) and summary.md, by the libraries that make them."""
+    from .serialize import json_outputs
+    from .summary import render_summary
+
+    impl, calls, files = json_outputs(impl, calls, data)
+    files["summary.md"] = render_summary(impl, calls, output_dir, config_written)
     return files
 
 

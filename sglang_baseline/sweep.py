@@ -75,7 +75,7 @@ def _init_worker(state: dict[str, Any]) -> None:
     _STATE.clear()
     _STATE.update(state)
     if state.get("worker"):  # imported now, while the main process stamps the tree (see run_all)
-        from . import analysis, report  # noqa: F401
+        from . import analysis, report, serialize, summary  # noqa: F401
 
 
 def _file_digest(path: str) -> str:

@@ -227,8 +227,10 @@ def json_value(v: Any, depth: int = 0) -> Any:
     """A JSON-safe rendering of a known value; None for values that are not data."""
     if depth > 6:
         return None
-    if isinstance(v, bool) or v is None or isinstance(v, (int, str)):
+    if isinstance(v, bool) or v is None:
         return v
+    if isinstance(v, (int, str)):  # a tracked layer index is plain data here (see tracking)
+        return v if type(v) in (int, str) else (int if isinstance(v, int) else str)(v)
     if isinstance(v, float):
         return v if v == v and v not in (float("inf"), float("-inf")) else str(v)
     if isinstance(v, (list, tuple)):

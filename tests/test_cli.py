@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from sglang_baseline.schemas import json_schemas
+from sglang_baseline.serialize import json_schemas
 
 from .conftest import DATA, RELEASES, REPO, release_root, run_cli
 
@@ -294,9 +294,11 @@ def test_console_entry_skips_pydantic_plugin_lookup_and_pydantic_still_validates
         "cli._no_pydantic_plugins()\n"
         "import pydantic\n"
         "from sglang_baseline.schemas import Value\n"
-        "assert Value(expr='x', value=1, concrete=True).value == 1\n"
+        "from pydantic import TypeAdapter\n"
+        "adapter = TypeAdapter(Value)\n"
+        "assert adapter.validate_python(Value(expr='x', value=1, concrete=True)).value == 1\n"
         "try:\n"
-        "    Value(expr='x', concrete='maybe')\n"
+        "    adapter.validate_python(Value(expr='x', concrete='maybe'))\n"
         "except pydantic.ValidationError:\n"
         "    pass\n"
         "else:\n"

@@ -45,18 +45,18 @@ def taken(monkeypatch):
     monkeypatch.delenv("SGLANG_BASELINE_NO_PREFETCH", raising=False)
     got: list[tuple] = []
     helpers: list[prefetch.Prefetch] = []
-    take, start, summarise = prefetch.Prefetch.take, prefetch.start, prefetch.Prefetch.summarise
+    take, start, serialize = prefetch.Prefetch.take, prefetch.start, prefetch.Prefetch.serialize
 
-    def counting_summarise(self, *a):  # a summary the helper rendered counts as ("summary",)
-        while self._open and not self._done:  # (a quick model's run may finish first: it renders its own)
+    def counting_serialize(self, *a):  # output files the helper made count as ("outputs",)
+        while self._open and not self._done:  # (a quick model's run may finish first: it makes its own)
             self._receive(block=True)
-        wait = summarise(self, *a)
+        wait = serialize(self, *a)
 
         def waiting():
-            text = wait()
-            if text is not None:
-                got.append(("summary",))
-            return text
+            files = wait()
+            if files is not None:
+                got.append(("outputs",))
+            return files
         return waiting
 
     def counting_take(self, key):
@@ -72,7 +72,7 @@ def taken(monkeypatch):
         return p
 
     monkeypatch.setattr(prefetch.Prefetch, "take", counting_take)
-    monkeypatch.setattr(prefetch.Prefetch, "summarise", counting_summarise)
+    monkeypatch.setattr(prefetch.Prefetch, "serialize", counting_serialize)
     monkeypatch.setattr(prefetch, "start", recording_start)
     return got, helpers
 
@@ -82,7 +82,7 @@ def test_the_helper_reads_what_the_run_would_and_is_gone_after(release, tmp_path
     got, helpers = taken
     with_helper = _run(release, tmp_path, "with", model, config)
     kinds = {k[0] for k in got}
-    assert kinds == set(prefetch.Prefetch.KINDS) | {"summary"}, got  # summary.md too, from the JSON outputs
+    assert kinds == set(prefetch.Prefetch.KINDS) | {"outputs"}, got  # the JSON files and summary.md too
     assert helpers and all(_gone(h.pid) for h in helpers)
     monkeypatch.setenv("SGLANG_BASELINE_NO_PREFETCH", "1")
     got.clear()
@@ -124,15 +124,39 @@ def test_a_failing_or_dying_helper_changes_nothing(release, tmp_path, monkeypatc
     monkeypatch.setattr(prefetch, "_send", real_send)
     got.clear()
 
-    def summary_fails(fd, requests):  # its results sent, the helper fails at the summary
-        raise RuntimeError("no summary")
+    def outputs_fail(fd, requests):  # its results sent, the helper fails at the outputs
+        raise RuntimeError("no outputs")
 
-    monkeypatch.setattr(prefetch, "_render_summary", summary_fails)
-    assert _run(release, tmp_path, "no-summary", "llama", "meta-llama--Meta-Llama-3.1-8B.json") == alone
-    assert ("registrations",) in got and ("summary",) not in got
+    monkeypatch.setattr(prefetch, "_make_outputs", outputs_fail)
+    assert _run(release, tmp_path, "no-outputs", "llama", "meta-llama--Meta-Llama-3.1-8B.json") == alone
+    assert ("registrations",) in got and ("outputs",) not in got
 
 
 _serve_unpatched = prefetch._serve
+
+
+@pytest.mark.parametrize("helper", [True, False])
+def test_an_output_record_that_does_not_validate_is_an_internal_error(release, tmp_path, monkeypatch, taken, helper):
+    """The records are checked by pydantic where the JSON is made: in the helper, or here
+    without one.  A bad record (a bug) fails the run either way, and no JSON is written."""
+    from sglang_baseline import report
+
+    got, _ = taken
+    if not helper:
+        monkeypatch.setenv("SGLANG_BASELINE_NO_PREFETCH", "1")
+    build = report.build_implementation
+
+    def broken(*a, **k):
+        impl = build(*a, **k)
+        impl.definitions[0].concrete = "maybe"  # not a bool
+        return impl
+
+    monkeypatch.setattr(report, "build_implementation", broken)
+    r = run_cli("--model-name", "llama", "--sglang-path", str(release("0.5.23")), "--no-cache",
+                output_dir=tmp_path / "out")
+    assert r.code == 1 and "internal error: ValidationError" in r.err and "concrete" in r.err, r.err
+    assert not (tmp_path / "out" / "sglang_implementation.json").exists()
+    assert ("outputs",) not in got and (("registrations",) in got) == helper
 
 
 def test_a_stuck_helper_is_stopped_and_its_work_done_here(release, tmp_path, monkeypatch, taken):

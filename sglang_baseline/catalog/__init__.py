@@ -15,44 +15,45 @@ adding entries here, not code.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
+import sys
+from dataclasses import field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from ..index import ClassSym, ExternalSym, Index
+from ..records import Record, described, record
 
 HERE = Path(__file__).parent
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
 
 # ----------------------------------------------------------------------------- runtime
 
 
-class LayerFactory(_Model):
-    count: str = Field(description="parameter holding the number of layers")
-    layer_fn: str = Field(description="parameter holding the per-layer constructor")
-    prefix: str = Field(description="parameter holding the weight-name prefix")
-    returns: str = Field(description="expression for the return value; `modules` is the list built")
+@record
+class LayerFactory(Record):
+    count: str = described(description="parameter holding the number of layers")
+    layer_fn: str = described(description="parameter holding the per-layer constructor")
+    prefix: str = described(description="parameter holding the weight-name prefix")
+    returns: str = described(description="expression for the return value; `modules` is the list built")
 
 
-class QuantizationBuild(_Model):
-    module: str = Field(description="module in whose scope `build` is evaluated")
-    build: str = Field(description="expression building the quant config from `method` and `qcfg`")
+@record
+class QuantizationBuild(Record):
+    module: str = described(description="module in whose scope `build` is evaluated")
+    build: str = described(description="expression building the quant config from `method` and `qcfg`")
     fallback_build: str = ""
 
 
-class RuntimeCatalog(_Model):
+@record
+class RuntimeCatalog(Record):
     description: str = ""
     gpu: str = ""
-    functions: dict[str, str] = Field(description="function (simple or dotted name) -> value expression")
-    call_arguments: dict[str, list[str]] = Field(default_factory=dict)
-    namespaces: dict[str, str] = Field(description="function -> namespace it returns")
+    functions: dict[str, str] = described(description="function (simple or dotted name) -> value expression")
+    call_arguments: dict[str, list[str]] = field(default_factory=dict)
+    namespaces: dict[str, str] = described(description="function -> namespace it returns")
     namespace_attributes: dict[str, dict[str, str]]
     unknown_namespace_attribute: Literal["symbolic"] = "symbolic"
     layer_factories: dict[str, LayerFactory]
@@ -60,25 +61,25 @@ class RuntimeCatalog(_Model):
     external_modules: dict[str, list[str]]
     container_modules: dict[str, Literal["list", "sequential", "dict"]]
     quantization: QuantizationBuild
-    struct_base_classes: list[str] = Field(
+    struct_base_classes: list[str] = described(
         default_factory=list, description="external bases whose subclasses take their fields as constructor arguments")
-    lazy_import_classes: list[str] = Field(
+    lazy_import_classes: list[str] = described(
         default_factory=list, description="classes whose (module, name) arguments name an import done later")
-    config_defaults: dict[str, object] = Field(
+    config_defaults: dict[str, object] = described(
         default_factory=dict, description="attributes every transformers PretrainedConfig has, with their defaults")
-    module_methods: dict[str, str] = Field(
+    module_methods: dict[str, str] = described(
         default_factory=dict, description="torch.nn.Module methods -> value (tensors are not modelled)")
-    opaque_packages: list[str] = Field(
+    opaque_packages: list[str] = described(
         default_factory=list,
         description="SGLang packages (or single dotted classes/functions) that are environment, not model "
                     "structure (remote storage, JIT compilation, the server's ModelConfig), or checks that only "
                     "raise: calls into them give an unknown value instead of being interpreted")
-    copied_constructions: list[str] = Field(
+    copied_constructions: list[str] = described(
         default_factory=list,
         description="SGLang modules (or single dotted classes) whose classes build the same module from equal "
                     "arguments, reading no state a model changes (rotary embeddings): built once per process "
                     "for each set of plain argument values, and copied after that (see constructions.py)")
-    opaque_methods: dict[str, list[str]] = Field(
+    opaque_methods: dict[str, list[str]] = described(
         default_factory=dict,
         description="class name -> methods that compute tensors, not structure (a RoPE cos/sin cache): called on "
                     "the class or a subclass (by class name along the MRO), they give an unknown value instead of "
@@ -88,43 +89,46 @@ class RuntimeCatalog(_Model):
 # ----------------------------------------------------------------------------- layers
 
 
-class KernelSource(_Model):
+@record
+class KernelSource(Record):
     """Where the kernels of a definition are called, when not in the layer's own forward."""
 
-    classes: list[str] = Field(description="candidate classes (first found in the tree wins)")
-    methods: list[str] = Field(description="methods read for kernel calls")
+    classes: list[str] = described(description="candidate classes (first found in the tree wins)")
+    methods: list[str] = described(description="methods read for kernel calls")
 
 
-class DefinitionRule(_Model):
+@record
+class DefinitionRule(Record):
     """One FlashInfer-Bench definition a layer runs."""
 
     op_type: str
-    name: str = Field(description="name template over the axis keys, e.g. rmsnorm_h{hidden_size}")
-    axes: dict[str, str | list[str]] = Field(
+    name: str = described(description="name template over the axis keys, e.g. rmsnorm_h{hidden_size}")
+    axes: dict[str, str | list[str]] = described(
         description="axis key -> expression over the layer's arguments (a list: the first known value wins)")
-    when: str = Field(default="True", description="expression: emit only when true")
-    call: Literal["any", "plain", "residual"] = Field(
+    when: str = described(default="True", description="expression: emit only when true")
+    call: Literal["any", "plain", "residual"] = described(
         default="any", description="for layers called with or without a residual input")
-    stage: str = Field(default="", description="decode | prefill | mtp | indexer | ''")
-    status: Literal["dataset", "proposed"] = Field(
+    stage: str = described(default="", description="decode | prefill | mtp | indexer | ''")
+    status: Literal["dataset", "proposed"] = described(
         default="dataset", description="dataset: FlashInfer-Bench has this op type and name form")
-    varies_with: list[Literal["tp", "ep", "page_size"]] = Field(default_factory=list)
-    kernels: list[str] = Field(default_factory=list, description="kernel patterns that implement it")
+    varies_with: list[Literal["tp", "ep", "page_size"]] = field(default_factory=list)
+    kernels: list[str] = described(default_factory=list, description="kernel patterns that implement it")
     fi_api: str = ""
     note: str = ""
     kernel_source: KernelSource | None = None
 
 
-class LayerRule(_Model):
+@record
+class LayerRule(Record):
     """What an SGLang layer class (or any subclass) is and runs."""
 
-    classes: list[str] = Field(description="class names matched along the MRO; a dotted entry "
+    classes: list[str] = described(description="class names matched along the MRO; a dotted entry "
                                            "(`layernorm_gated.RMSNorm`) matches a module-qualified class")
-    role: str = Field(description="norm | linear | attention | moe | router | rope | embedding | "
+    role: str = described(description="norm | linear | attention | moe | router | rope | embedding | "
                                   "lm_head | logits | linear_attention | mamba | indexer | activation")
-    shallow: bool = Field(default=False, description="bind the constructor's arguments, do not run it")
-    attrs: dict[str, str] = Field(default_factory=dict, description="computed attributes (probes)")
-    definitions: list[DefinitionRule] = Field(default_factory=list)
+    shallow: bool = described(default=False, description="bind the constructor's arguments, do not run it")
+    attrs: dict[str, str] = described(default_factory=dict, description="computed attributes (probes)")
+    definitions: list[DefinitionRule] = field(default_factory=list)
     note: str = ""
 
     def matched_class(self, index: Index, cls: ClassSym) -> ClassSym | ExternalSym:
@@ -135,80 +139,90 @@ class LayerRule(_Model):
         return cls
 
 
-class QuantWord(_Model):
-    method: str = Field(description="class name of the layer's quant method")
+@record
+class QuantWord(Record):
+    method: str = described(description="class name of the layer's quant method")
     when: str = "True"
     word: str
     status: Literal["dataset", "proposed"] = "dataset"
 
 
-class RoutingWord(_Model):
-    routing_method: str = Field(description="RoutingMethodType member name")
+@record
+class RoutingWord(Record):
+    routing_method: str = described(description="RoutingMethodType member name")
     word: str
-    grouped: bool = Field(default=False, description="name carries _ng{groups}_kg{topk_groups}")
+    grouped: bool = described(default=False, description="name carries _ng{groups}_kg{topk_groups}")
     status: Literal["dataset", "proposed"] = "dataset"
 
 
-class LayersCatalog(_Model):
+@record
+class LayersCatalog(Record):
     description: str = ""
     layers: list[LayerRule]
     moe_quant_words: list[QuantWord]
     linear_quant_words: list[QuantWord]
     linear_unquantized_methods: list[str]
     routing_words: list[RoutingWord]
-    non_text_markers: list[str] = Field(description="class-name parts marking vision/audio towers")
+    non_text_markers: list[str] = described(description="class-name parts marking vision/audio towers")
 
 
 # ----------------------------------------------------------------------------- kernels
 
 
-class KernelRule(_Model):
-    pattern: str = Field(description="dotted prefix or fnmatch pattern of the called function")
+@record
+class KernelRule(Record):
+    pattern: str = described(description="dotted prefix or fnmatch pattern of the called function")
     kind: Literal["flashinfer", "sgl_kernel", "torch", "triton", "deep_gemm", "custom", "cuda"]
-    op: str = Field(default="", description="the op it computes, to link it to definitions")
+    op: str = described(default="", description="the op it computes, to link it to definitions")
 
 
-class KernelsCatalog(_Model):
+@record
+class KernelsCatalog(Record):
     description: str = ""
     kernels: list[KernelRule]
-    flashinfer_wrappers: dict[str, str] = Field(
+    flashinfer_wrappers: dict[str, str] = described(
         description="FlashInfer wrapper class -> the op its run/forward computes")
     wrapper_methods: list[str]
-    dispatch_methods: list[str] = Field(description="platform dispatch, CUDA first")
-    ignore: list[str] = Field(default_factory=list, description="calls that are never kernels")
-    follow: list[str] = Field(default_factory=list,
+    dispatch_methods: list[str] = described(description="platform dispatch, CUDA first")
+    ignore: list[str] = described(default_factory=list, description="calls that are never kernels")
+    follow: list[str] = described(default_factory=list,
                               description="packages whose helper functions are read for the kernels they call")
 
 
 # ----------------------------------------------------------------------------- backends
 
 
-class ArchRule(_Model):
+@record
+class ArchRule(Record):
     arch: str
     when: str
 
 
-class BackendChoice(_Model):
+@record
+class BackendChoice(Record):
     when: str
     backend_class: str
 
 
-class BackendPaths(_Model):
+@record
+class BackendPaths(Record):
     """A backend class and the methods whose kernel calls are its decode/prefill paths."""
 
-    paths: dict[str, list[str]] = Field(description="stage -> methods of the backend")
-    definitions: list[DefinitionRule] = Field(default_factory=list)
+    paths: dict[str, list[str]] = described(description="stage -> methods of the backend")
+    definitions: list[DefinitionRule] = field(default_factory=list)
 
 
-class BackendsCatalog(_Model):
+@record
+class BackendsCatalog(Record):
     description: str = ""
     architectures: list[ArchRule]
     selection: list[BackendChoice]
     backends: dict[str, BackendPaths]
-    attention_classes: list[str] = Field(description="layer classes that dispatch to the attention backend")
+    attention_classes: list[str] = described(description="layer classes that dispatch to the attention backend")
 
 
-class Catalog(_Model):
+@record
+class Catalog(Record):
     runtime: RuntimeCatalog
     layers: LayersCatalog
     kernels: KernelsCatalog
@@ -246,16 +260,52 @@ def _rules_by_class(cat: Catalog) -> dict[str, LayerRule]:
     return got
 
 
-def _read(name: str) -> dict:
-    return json.loads((HERE / name).read_text(encoding="utf-8"))
+_PY = f"py{sys.version_info[0]}{sys.version_info[1]}"  # (pickles of one Python version)
+PARTS = {"runtime": "runtime.json", "layers": "layers.json", "kernels": "kernels.json", "backends": "backends.json"}
 
 
-@lru_cache(maxsize=1)
-def load_catalog() -> Catalog:
-    """Load and validate the shipped catalog (raises pydantic.ValidationError if broken)."""
-    return Catalog(
-        runtime=RuntimeCatalog.model_validate(_read("runtime.json")),
-        layers=LayersCatalog.model_validate(_read("layers.json")),
-        kernels=KernelsCatalog.model_validate(_read("kernels.json")),
-        backends=BackendsCatalog.model_validate(_read("backends.json")),
-    )
+@lru_cache(maxsize=4)
+def load_catalog(folder: Path = HERE) -> Catalog:
+    """The shipped catalog (or the one in ``folder``), validated by pydantic.
+
+    Validating it means importing pydantic and building its validators (~0.1 s), so it is done
+    once per content: the result is kept, pickled, beside the package's bytecode
+    (``catalog/__pycache__``) under a digest of the JSON files and of this module, and later
+    runs load that (~1 ms).  A changed file or class gives another digest, hence a new
+    validation; a missing, unreadable or damaged compiled form is validated again.  Raises
+    ``pydantic.ValidationError`` when a file does not fit its class."""
+    texts = {part: (folder / name).read_bytes() for part, name in PARTS.items()}
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for part in PARTS:
+        digest.update(b"\0%s\0%s" % (part.encode(), texts[part]))
+    compiled = folder / "__pycache__" / f"catalog-{digest.hexdigest()[:24]}.{_PY}.pickle"
+    try:
+        cat = pickle.loads(compiled.read_bytes())
+        if isinstance(cat, Catalog):
+            return cat
+    except Exception:  # absent, or damaged: validate again
+        pass
+    cat = _validate(texts)
+    _keep(compiled, cat)
+    return cat
+
+
+def _validate(texts: dict[str, bytes]) -> Catalog:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Catalog).validate_python({part: json.loads(text) for part, text in texts.items()})
+
+
+def _keep(compiled: Path, cat: Catalog) -> None:
+    """Write the compiled form (atomically; not at all where the package is read-only), and
+    drop the forms of earlier contents."""
+    from ..fsutil import write_atomic
+
+    try:
+        compiled.parent.mkdir(exist_ok=True)
+        write_atomic(compiled, pickle.dumps(cat, protocol=pickle.HIGHEST_PROTOCOL))
+        for old in compiled.parent.glob(f"catalog-*.{_PY}.pickle"):
+            if old != compiled:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
