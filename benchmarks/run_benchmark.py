@@ -114,11 +114,12 @@ class TreeMemory(threading.Thread):
 def byte_compile() -> None:
     """Compile the tool's bytecode up front, as ``pip install .`` does (this checkout is an editable
     install, and PYTHONDONTWRITEBYTECODE may be set, so nothing else would), and its summary
-    template, as the tool's first run does."""
+    template and validated catalog, as the tool's first run does."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "sglang_baseline")], check=True,
                    env=env, stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-c", "from sglang_baseline.summary import compile_templates; compile_templates()"],
+    subprocess.run([sys.executable, "-c", "from sglang_baseline.summary import compile_templates; compile_templates()\n"
+                    "from sglang_baseline.catalog import load_catalog; load_catalog()"],
                    check=True, env=env, cwd=REPO)
 
 
@@ -326,7 +327,7 @@ def main() -> None:
         f"Written by `benchmarks/run_benchmark.py` on {time.strftime('%Y-%m-%d')}: SGLang {args.release} (PyPI), "
         f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
         f"{platform.machine()}. Wall-clock seconds of a new process, as a user runs the tool (its package "
-        f"byte-compiled first, as `pip install .` does, and its summary template compiled, as its first run does); "
+        f"byte-compiled first, as `pip install .` does, its summary template compiled and its catalog validated, as its first run does); "
         f"each cold figure is the best of {args.repeat} runs. A one-model run uses the second core too: it "
         "forks a helper for the work that does not depend on the model (see docs/DESIGN.md, Speed); the "
         "parse passes P and S use one. "

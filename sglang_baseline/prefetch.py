@@ -299,10 +299,9 @@ def _make_outputs(fd: int, requests: int) -> None:
     ready, then make the output files the main process asks for (``report.make_outputs``)."""
     from pathlib import Path
 
-    from . import serialize, summary  # (serialize builds its validators on import)
+    from . import serialize, summary  # noqa: F401  (serialize builds its validators on import)
     from .report import make_outputs
 
-    assert serialize.IMPLEMENTATION is not None
     summary.compile_templates()  # (loaded from its compiled form, as a main process would)
     msg = _read_message(requests)
     if msg is None or msg[0] != "outputs":

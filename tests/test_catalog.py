@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def folder(tmp_path):
-    """A copy of the shipped catalog's JSON files, nothing compiled yet."""
+def folder(tmp_path, monkeypatch):
+    """A copy of the shipped catalog's JSON files, nothing compiled yet; Python may write bytecode."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
     for name in catalog.PARTS.values():
         shutil.copy(catalog.HERE / name, tmp_path / name)
     return tmp_path
@@ -46,7 +47,7 @@ def test_the_compiled_catalog_is_the_validated_one_and_loads_without_pydantic(fo
             "assert 'pydantic' not in sys.modules, 'validated again'\n"
             "print(len(cat.layers.layers), cat.kernels.kernels[0].pattern)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+                       env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1"))
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == [str(len(validated.layers.layers)), validated.kernels.kernels[0].pattern]
 
@@ -84,3 +85,9 @@ def test_a_package_where_nothing_can_be_written_still_gets_its_catalog(folder):
     (folder / "__pycache__").write_text("")  # a file where the folder would be: no write can succeed
     assert _load(folder).layers.layers
     assert (folder / "__pycache__").read_text() == ""
+
+
+def test_nothing_is_written_when_python_writes_no_bytecode(folder, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    assert _load(folder).layers.layers
+    assert not (folder / "__pycache__").exists()

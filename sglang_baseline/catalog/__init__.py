@@ -271,7 +271,7 @@ def load_catalog(folder: Path = HERE) -> Catalog:
     Validating it means importing pydantic and building its validators (~0.1 s), so it is done
     once per content: the result is kept, pickled, beside the package's bytecode
     (``catalog/__pycache__``) under a digest of the JSON files and of this module, and later
-    runs load that (~1 ms).  A changed file or class gives another digest, hence a new
+    runs load that (~1 ms, without importing pydantic).  A changed file or class gives another digest, hence a new
     validation; a missing, unreadable or damaged compiled form is validated again.  Raises
     ``pydantic.ValidationError`` when a file does not fit its class."""
     texts = {part: (folder / name).read_bytes() for part, name in PARTS.items()}
@@ -297,10 +297,13 @@ def _validate(texts: dict[str, bytes]) -> Catalog:
 
 
 def _keep(compiled: Path, cat: Catalog) -> None:
-    """Write the compiled form (atomically; not at all where the package is read-only), and
-    drop the forms of earlier contents."""
+    """Write the compiled form (atomically), and drop the forms of earlier contents; like
+    Python's bytecode, not when Python is told not to write bytecode, nor where the package
+    is read-only."""
     from ..fsutil import write_atomic
 
+    if sys.dont_write_bytecode:
+        return
     try:
         compiled.parent.mkdir(exist_ok=True)
         write_atomic(compiled, pickle.dumps(cat, protocol=pickle.HIGHEST_PROTOCOL))
