@@ -140,7 +140,7 @@ class ResultCache:
 
     def restore(self, key: str, entry: dict[str, Any], output_dir: Path, write) -> bool:
         """Make ``output_dir`` hold the entry's outputs (``write(output_dir, files)`` only if it does
-        not already); False when the stored outputs are missing or damaged."""
+        not already); False when the stored outputs are missing (not kept) or damaged."""
         if is_current(output_dir, entry["outputs_digest"]):
             return True
         try:
@@ -153,14 +153,20 @@ class ResultCache:
         return True
 
     def store(self, key: str, files_read: dict[str, str], outputs: Mapping[str, str | bytes], line: str,
-              extra: dict[str, Any] | None = None, digest: str | None = None) -> None:
-        """Keep an analysis's outputs (``digest``: their ``output_set_digest``, when known)."""
+              extra: dict[str, Any] | None = None, digest: str | None = None, keep_outputs: bool = True) -> None:
+        """Keep an analysis's outputs (``digest``: their ``output_set_digest``, when known).
+        Without ``keep_outputs`` only their digest is kept: the entry then serves only while the
+        output folder still holds them (``restore``); an ``--all`` run does this, rather than
+        write its ~190 MB of outputs a second time."""
         data = encode_outputs(outputs)
         entry = {"format": FORMAT, "files": files_read, "outputs_digest": digest or output_set_digest(data),
                  "line": line, **(extra or {})}
         head, body = self._paths(key)
         try:  # the outputs first: a head is never visible without them
-            write_atomic(body, _pack(data))
+            if keep_outputs:
+                write_atomic(body, _pack(data))
+            else:
+                body.unlink(missing_ok=True)  # (an earlier run's, which restore would otherwise use)
             write_atomic(head, json.dumps(entry))
         except OSError:
             pass  # a read-only cache only costs speed

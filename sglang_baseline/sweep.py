@@ -152,7 +152,8 @@ def _one(task: tuple[str, str, str | None]) -> dict[str, Any]:
         row.warnings = len(impl.warnings)
         if results is not None and key:
             entry_row = asdict(row)
-            results.store(key, dict(a.index.files_read), files, "", extra={"row": entry_row}, digest=digest)
+            results.store(key, dict(a.index.files_read), files, "", extra={"row": entry_row}, digest=digest,
+                          keep_outputs=False)  # the output folder holds them
     except Exception as e:  # one model's failure is a row, not a crash
         row.status = "error"
         row.error = f"{type(e).__name__}: {e}"[:400]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ def test_all_writes_every_model_and_an_index(release, tmp_path):
     llama = next(r for r in rows if r["model"] == "LlamaForCausalLM")
     assert llama["config"].endswith("meta-llama--Meta-Llama-3.1-8B.json")
     names = {k["flashinfer_equivalent"] for k in json.loads((out / "LlamaForCausalLM" / "kernel_calls.json").read_text())}
-    assert "gqa_paged_decode_h32_kv8_d128_ps1" in names
+    gqa = "gqa_paged_decode_h32_kv8_d128_ps1"
+    assert gqa in names
     assert (out / "index.md").read_text().count("| [") == len(rows)
     # a second run is served from the result cache and gives the same index
     r2 = run_cli("--all", "--sglang-path", str(root), "--jobs", "2", "--cache-dir", str(tmp_path / "c"),
@@ -58,6 +60,18 @@ def test_all_writes_every_model_and_an_index(release, tmp_path):
     rows2 = json.loads((out / "index.json").read_text())["models"]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
     assert strip(rows2) == strip(rows)
+    # the result cache keeps only the digest of --all's outputs: a model whose folder is gone
+    # or was edited is analysed again, and gives the same files
+    assert not list((tmp_path / "c").rglob("*.outputs"))
+    mixtral = (out / "MixtralForCausalLM" / "kernel_calls.json").read_text()
+    shutil.rmtree(out / "LlamaForCausalLM")
+    (out / "MixtralForCausalLM" / "kernel_calls.json").write_text("[]")
+    r3 = run_cli("--all", "--sglang-path", str(root), "--jobs", "2", "--cache-dir", str(tmp_path / "c"),
+                 "--config-dir", str(REPO / "tests" / "data"), "--quiet", output_dir=out)
+    assert r3.code == 0, r3.err
+    assert strip(json.loads((out / "index.json").read_text())["models"]) == strip(rows)
+    assert gqa in {k["flashinfer_equivalent"] for k in json.loads((out / "LlamaForCausalLM" / "kernel_calls.json").read_text())}
+    assert (out / "MixtralForCausalLM" / "kernel_calls.json").read_text() == mixtral
 
 
 def _norm_layer(forward_body: str, imports: str = "") -> str:
