@@ -484,7 +484,9 @@ class Index:
         self._top_defs: dict[str, dict[str, str]] = {}
         self._guards: dict[tuple[str, int, bool], tuple[bool | None, dict[str, str]]] = {}  # verdict, files
         self._guarding: set[tuple[str, int, bool]] = set()
-        self._resolved: dict[tuple[str, str], tuple[Symbol | None, dict[str, str]]] = {}
+        # (module, name) -> symbol, files read, [the analysis that last counted them]
+        self._resolved: dict[tuple[str, str], tuple[Symbol | None, dict[str, str], list[int]]] = {}
+        self._analyses = 0  # analyses begun on this index (begin_analysis)
         self._recording = 0  # open recording() blocks
         self._by_rel: dict[str, ParsedModule] = {}
         self._text_files: dict[str, tuple[str, str]] = {}  # module -> (rel, digest) of a text-scanned file
@@ -517,11 +519,12 @@ class Index:
             self._texts.clear()
             self._top_defs.clear()
             self._guards.clear()
+            self._resolved.clear()
             for cache in NODE_CACHES:
                 cache.clear()
         self.diagnostics = diagnostics
         self.files_read = {}
-        self._resolved.clear()  # a file read while resolving must be recorded for each analysis
+        self._analyses += 1
 
     @contextmanager
     def recording(self) -> Iterator[dict[str, str]]:
@@ -829,16 +832,19 @@ class Index:
     def resolve(self, module: str, name: str, _seen: frozenset = frozenset()) -> Symbol | None:
         """Resolve ``name`` as seen at the top level of ``module``."""
         key = (module, name)
-        if not _seen:  # outermost lookups are memoised for the analysis (cleared by begin_analysis)
+        if not _seen:  # outermost lookups are memoised for every analysis of this index
             hit = self._resolved.get(key)
             if hit is not None:
-                if self._recording and hit[1]:
+                # the files the lookup read count as read by this analysis too (once is enough,
+                # but each recording must get them)
+                if hit[1] and (self._recording or hit[2][0] != self._analyses):
                     self.replay(hit[1])
+                    hit[2][0] = self._analyses
                 return hit[0]
             with self.recording() as used:
                 sym = self._resolve(module, name, _seen)
             if not self._guarding:  # an answer given while a guard is being decided may be provisional
-                self._resolved[key] = (sym, used)
+                self._resolved[key] = (sym, used, [self._analyses])
             return sym
         return self._resolve(module, name, _seen)
 

@@ -150,6 +150,27 @@ def test_all_gives_a_shared_reading_the_files_and_warnings_of_what_it_reused(tmp
                for kind, where, _m in alone["M2"]["warnings"]), alone["M2"]["warnings"]
 
 
+def test_all_counts_the_files_a_remembered_name_lookup_read_for_every_model(tmp_path):
+    # Block's constructor calls a function imported through a module that only re-exports it:
+    # resolving the name reads that module.  The first model's lookup is remembered; the second
+    # model uses it, and must still count the re-exporting file as read, as when alone.
+    block = ("from torch import nn\nfrom sglang.srt.layers.reexport import width_of\n\n\n"
+             "class Block(nn.Module):\n    def __init__(self, config):\n        super().__init__()\n"
+             "        self.width = width_of(config)\n\n    def forward(self, x):\n        return x\n")
+    synthetic_tree(tmp_path / "tree", {
+        "layers/impl.py": "def width_of(config):\n    return config.hidden_size * 2\n",
+        "layers/reexport.py": "from sglang.srt.layers.impl import width_of\n",
+        "layers/block.py": block,
+        "models/m1.py": _model("M1", "        self.block = Block(config)\n" + "        # padding\n" * 40,
+                               "from sglang.srt.layers.block import Block\n"),
+        "models/m2.py": _model("M2", "        self.block = Block(config)\n", "from sglang.srt.layers.block import Block\n"),
+    })
+    together, alone = _all_and_alone(tmp_path, ["M1", "M2"])
+    assert together == alone
+    files = json.loads((tmp_path / "all" / "M2ForCausalLM" / "sglang_implementation.json").read_text())
+    assert files["stats"]["files_parsed"] == alone["M2"]["files_parsed"] >= 4  # model, block, reexport, impl
+
+
 def test_all_starts_one_worker_per_core_this_process_may_use(tmp_path):
     """The default --jobs counts the cores of the process's CPU affinity (a container or taskset
     may allow fewer than the machine has), not the machine's."""
