@@ -22,7 +22,7 @@ import ast
 import fnmatch
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import lazyparse
@@ -83,6 +83,7 @@ class ForwardReader:
         self._cache: dict[tuple, ForwardPath] = {}
         self._func_cache: dict[tuple, tuple[list[Call], dict[str, str], list[tuple]]] = {}
         self._degraded = False  # an if-test could not be decided within its budget or the time limit
+        self._inlined: dict[tuple[int, int, int], tuple[Obj, dict[str, str], list[Call]]] = {}  # see _inline
         self.quiet = Diagnostics()
         self._children: dict[int, tuple[Obj, set[str]]] = {}
         self._keys: dict[int, tuple[Any, Any]] = {}  # id(obj) -> (obj, its state key): objects shared by many leaves
@@ -281,6 +282,22 @@ class ForwardReader:
                     if isinstance(st.value, (ast.Attribute, ast.Subscript, ast.Name)):
                         frame.notes.setdefault("aliases", {})[st.targets[0].id] = node_text(st.value)
 
+    def _inline(self, obj: Obj, mod: ParsedModule, owner: ClassSym, node: ast.FunctionDef, depth: int,
+                via: str) -> list[Call]:
+        """The calls of ``self.method(...)`` read in place, under no condition and through ``via``
+        alone (the caller adds its own).  A method called from several places of one reading
+        (LogitsProcessor._get_logits: four) is read once: what it records depends only on the
+        object, the method and the depth (its frame is fresh, its arguments unknown).  Kept
+        within one recording of files and warnings, which the first reading gave to it."""
+        key = (id(obj), id(node), depth)
+        got = self._inlined.get(key)
+        if got is not None and got[0] is obj and got[1] is self.index.files_read:
+            return got[2]
+        calls: list[Call] = []
+        self._block(node.body, obj, self._frame(obj, mod, owner, node), calls, depth, via, ())
+        self._inlined[key] = (obj, self.index.files_read, calls)
+        return calls
+
     def _calls_in(self, node: ast.AST, obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,
                   conds: tuple[Cond, ...]) -> None:
         calls, data = self._nodes_of(node)
@@ -337,8 +354,8 @@ class ForwardReader:
                     owner, fnode = found
                     fmod = self.index.module(owner.module)
                     if fmod is not None:
-                        inner = self._frame(obj, fmod, owner, fnode)
-                        self._block(fnode.body, obj, inner, out, depth + 1, _join(via, f"self.{head}"), conds)
+                        for k in self._inline(obj, fmod, owner, fnode, depth + 1, f"self.{head}"):
+                            out.append(replace(k, condition=_and(cond, k.condition), via=_join(via, k.via)))
                     return
         # an object built from children (self.attn_boundary from append_stages((.., self.norm)))
         if attr_chain and len(attr_chain) == 2 and attr_chain[0] not in children:
@@ -819,6 +836,11 @@ def _dotted(sym: Any) -> str:
 
 def _join(a: str, b: str) -> str:
     return f"{a} > {b}" if a and b else a or b
+
+
+def _and(a: str, b: str) -> str:
+    """Two condition texts, as _cond_text joins the tests of a path."""
+    return f"{a} and {b}" if a and b else a or b
 
 
 def _short(a: ast.expr) -> str:

@@ -369,3 +369,52 @@ def test_catalog_opaque_methods_are_not_interpreted(tmp_path):
                   if w["kind"] == "unresolved-name"}
     assert "name unknown_in_other could not be resolved" in unresolved
     assert not any("unknown_in_cache" in m or "unknown_in_inv_freq" in m for m in unresolved), unresolved
+
+
+def test_a_method_called_from_two_branches_keeps_each_call_sites_condition_and_path(tmp_path):
+    """A helper method the forward calls in two places is read once (see ForwardReader._inline);
+    each call of it still gets its own branch's condition in front of the helper's, and the
+    helper chain it was found through."""
+    synthetic_tree(tmp_path / "tree", {
+        "layers/layernorm.py": "from torch import nn\n\n\nclass RMSNorm(nn.Module):\n"
+                               "    def __init__(self, hidden_size):\n        super().__init__()\n\n"
+                               "    def forward(self, x):\n        return x\n",
+        "models/tiny.py": textwrap.dedent("""
+            from torch import nn
+            from sglang.srt.layers.layernorm import RMSNorm
+
+            class TinyForCausalLM(nn.Module):
+                def __init__(self, config, quant_config=None, prefix=""):
+                    super().__init__()
+                    self.norm = RMSNorm(config.hidden_size)
+                    self.mode = config.mode
+
+                def forward(self, x):
+                    if self.mode == "a":
+                        y = self._twice(x)
+                    else:
+                        y = self._twice(x, 1)
+                    return y
+
+                def _twice(self, x, n=0):
+                    y = self._norm_it(x)
+                    return self._norm_it(y)
+
+                def _norm_it(self, x):
+                    if x.dim() == 3:
+                        return self.norm(x)
+                    return x
+
+            EntryClass = TinyForCausalLM
+            """),
+    })
+    r = run_cli("--model-name", "tiny", "--sglang-path", str(tmp_path / "tree"), "--no-cache", "--quiet",
+                output_dir=tmp_path / "out")
+    assert r.code == 0, r.err
+    impl = json.loads((tmp_path / "out" / "sglang_implementation.json").read_text())
+    fwd = next(f for f in impl["forward"] if f["class_name"] == "TinyForCausalLM")
+    calls = [(c["kind"], c["target"], c["condition"], c["via"], c["code_location"]) for c in fwd["calls"]]
+    site = next(loc for *_, loc in calls)
+    inner = "x.dim() == 3"
+    assert calls == [("child", "norm", f"{branch} and {inner}", "self._twice > self._norm_it", site)
+                     for branch in ("self.mode == 'a'", "not (self.mode == 'a')") for _ in range(2)]
