@@ -631,19 +631,30 @@ class ForwardReader:
             return {}
         params = [a.arg for a in list(node.args.posonlyargs) + list(node.args.args)]
         kwonly = [a.arg for a in node.args.kwonlyargs]
+        called = _called_names(node)
         out: dict[str, int] = {}
         for pos, child in passed:
             pname = params[pos] if isinstance(pos, int) and pos < len(params) else (
                 pos if isinstance(pos, str) and pos in params + kwonly else None)
-            if pname is None:
-                continue
-            best = -1
-            for n in ast.walk(node):
-                if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == pname:
-                    best = max(best, len(n.args) + sum(1 for k in n.keywords if k.arg == "residual"))
-            if best >= 0:
-                out[child] = best
+            if pname is not None and pname in called:
+                out[child] = called[pname]
         return out
+
+
+def _called_names(node: ast.AST) -> dict[str, int]:
+    """Each name called in a function (``f(...)``), with the most arguments it is called with (a
+    ``residual=`` keyword counting as one), cached per node: a layer-boundary helper is looked
+    through for every module handed to it."""
+    got = _CALLED.get(id(node))
+    if got is not None and got[0] is node:
+        return got[1]
+    called: dict[str, int] = {}
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+            count = len(n.args) + sum(1 for k in n.keywords if k.arg == "residual")
+            called[n.func.id] = max(called.get(n.func.id, -1), count)
+    _CALLED[id(node)] = (node, called)
+    return called
 
 
 _DATA_ATTRS = frozenset({"weight", "bias", "weight_scale", "weight_scale_inv", "qweight"})
@@ -661,6 +672,7 @@ _WRAPPER_TOKENS = [
 # per-node results shared by every reader in the process (nodes are kept alive by the index)
 _NODES: dict[int, tuple[ast.AST, list[ast.Call], list[ast.Attribute]]] = register_node_cache({})
 _SIMPLE: dict[int, tuple[ast.AST, bool]] = register_node_cache({})
+_CALLED: dict[int, tuple[ast.AST, dict[str, int]]] = register_node_cache({})
 # helper-function readings shared by the analyses of a process: (index serial, catalog, layout,
 # function, depth) -> (kernel calls, files used, warnings given, catalog); cleared with the node caches
 _SHARED_HELPERS: dict[tuple, tuple[list[Call], dict[str, str], list[tuple], Catalog]] = register_node_cache({})
