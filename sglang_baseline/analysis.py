@@ -290,11 +290,12 @@ def _reader_calls(reader: ForwardReader, cls: ClassSym, method: str) -> list[Cal
 
 
 def model_independent_readings(index: Index, catalog: Catalog, layout: Layout, raw_config: dict | None
-                               ) -> tuple[list[tuple[str, list[str]]], Callable[[ClassSym, str], list[Call]]]:
+                               ) -> tuple[list[tuple[str, list[str]]], int, Callable[[ClassSym, str], list[Call]]]:
     """What ``_class_calls`` may read for any model, and how (for a helper reading it meanwhile:
     see prefetch).  The plan lists (class name, methods): the attention backend the config most
     likely selects (by the catalog's rules), then the other kernel sources, then the backends of
-    the other attention architectures."""
+    the other attention architectures, which only some models read: the plan's entries before
+    that (the count returned) are what most models read."""
     interp = Interpreter(index, Runtime(catalog, layout), index.diagnostics)
     raw = raw_config or {}
     archs = raw.get("architectures")
@@ -327,9 +328,10 @@ def model_independent_readings(index: Index, catalog: Catalog, layout: Layout, r
                     got = sources.setdefault(name, [])
                     got.extend(m for m in d.kernel_source.methods if m not in got)
     plan[1:1] = [(name, ms) for name, ms in sources.items() if name not in backends]
+    likely_count = len(plan) - max(len(backends) - 1, 0)
     reader = ForwardReader(index, interp, catalog)
     interp.new_phase()
-    return plan, lambda cls, method: _reader_calls(reader, cls, method)
+    return plan, likely_count, lambda cls, method: _reader_calls(reader, cls, method)
 
 
 def find_class(index: Index, name: str) -> ClassSym | None:

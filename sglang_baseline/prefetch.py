@@ -15,6 +15,12 @@ replays as if it had computed the result (``Index.shared``).  The main process w
 result only when it needs it and the helper has said it will send it; if the helper fails, or
 there is none (no ``fork``, one core, ``SGLANG_BASELINE_NO_PREFETCH`` set), the main process
 computes the result itself.  The outputs are the same either way.
+
+The helper also makes the JSON outputs and ``summary.md`` from the records the main process
+sends it when its analysis is done (``Prefetch.serialize``), so that the main process never
+imports pydantic nor jinja2.  It gets them ready (~0.15 s) once it has sent what most models
+read, before the backends of other attention architectures; asked for the outputs, it reads
+nothing more.
 """
 
 from __future__ import annotations
@@ -45,7 +51,6 @@ class Prefetch:
         self.pid = pid
         self._fd = fd
         self._requests = requests  # where the outputs are asked for (see serialize)
-        self._done = False  # every result sent: the helper now waits to make the outputs
         self._outputs: dict[str, str] | None = None
         self._buf = b""
         self._results: dict[tuple, tuple[Any, dict[str, str], list[tuple]]] = {}
@@ -115,7 +120,6 @@ class Prefetch:
             self.trouble = f"failed: {msg[1]}"
             self.close()
         elif msg[0] == "done":  # nothing more to wait for, but it stays for the outputs
-            self._done = True
             self._promised.clear()
             self._pending.clear()
         elif msg[0] == "outputs":
@@ -126,11 +130,11 @@ class Prefetch:
                   ) -> Callable[[], dict[str, str] | None]:
         """Have the helper validate and serialise the outputs and render ``summary.md``
         (``report.make_outputs``), so that this process need not import pydantic nor jinja2;
-        the function returned waits for the files: None when the helper cannot (not done with
-        its work, gone, or failed, a record that does not validate included): the caller then
-        makes them itself."""
+        the function returned waits for the files: None when the helper cannot (gone, or
+        failed, a record that does not validate included): the caller then makes them itself.
+        A helper still reading stops there (the analysis is over) and answers at once."""
         self._receive(block=False)
-        if not (self._open and self._done and self._requests >= 0):
+        if not (self._open and self._requests >= 0):
             return lambda: None
         try:
             request = _frame(("outputs", impl, calls, data, str(output_dir), config_written))
@@ -202,7 +206,7 @@ def start(root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_conf
         os.closerange(3, keep[0])
         os.closerange(keep[0] + 1, keep[1])
         os.closerange(keep[1] + 1, _max_fd())
-        _serve(w, root, cache_dir, layout, raw_config)
+        _serve(w, rq, root, cache_dir, layout, raw_config)
         _make_outputs(w, rq)
     except BaseException as e:
         code = 1
@@ -294,15 +298,20 @@ def _read_message(fd: int) -> tuple | None:
         buf += chunk
 
 
-def _make_outputs(fd: int, requests: int) -> None:
-    """After its results: import pydantic and jinja2 and get the validators and the template
-    ready, then make the output files the main process asks for (``report.make_outputs``)."""
-    from pathlib import Path
-
+def _prepare_outputs() -> None:
+    """Import pydantic and jinja2, build the output validators and load the template (~0.15 s)."""
     from . import serialize, summary  # noqa: F401  (serialize builds its validators on import)
-    from .report import make_outputs
 
     summary.compile_templates()  # (loaded from its compiled form, as a main process would)
+
+
+def _make_outputs(fd: int, requests: int) -> None:
+    """Make the output files the main process asks for (``report.make_outputs``), once ready."""
+    from pathlib import Path
+
+    from .report import make_outputs
+
+    _prepare_outputs()  # (done already, unless the request came first)
     msg = _read_message(requests)
     if msg is None or msg[0] != "outputs":
         return  # the main process made them, or stopped
@@ -310,7 +319,16 @@ def _make_outputs(fd: int, requests: int) -> None:
     _send(fd, ("outputs", make_outputs(impl, calls, data, Path(output_dir), config_written)))
 
 
-def _serve(fd: int, root: Any, cache_dir: Any, layout: tuple[int, int, int, str], raw_config: dict | None) -> None:
+def _asked(requests: int) -> Callable[[], bool]:
+    """Whether the main process has asked for its outputs (or closed the request pipe): its
+    analysis is over, and no reading is wanted any more."""
+    poll = select.poll()
+    poll.register(requests, select.POLLIN)
+    return lambda: bool(poll.poll(0))
+
+
+def _serve(fd: int, requests: int, root: Any, cache_dir: Any, layout: tuple[int, int, int, str],
+           raw_config: dict | None) -> None:
     import gc
 
     gc.disable()  # short-lived, like the main process (see cli.main)
@@ -336,12 +354,17 @@ def _serve(fd: int, root: Any, cache_dir: Any, layout: tuple[int, int, int, str]
 
     catalog = load_catalog()
     tp, ep, page_size, backend = layout
-    plan, read = model_independent_readings(index, catalog, Layout(tp=tp, ep=ep, page_size=page_size,
-                                                                  attention_backend=backend), raw_config)
+    plan, likely, read = model_independent_readings(index, catalog, Layout(tp=tp, ep=ep, page_size=page_size,
+                                                                          attention_backend=backend), raw_config)
     # "class-calls" counts as named in full from here: a class's calls are named just before the
     # class is sent, and the main process asks for a class's calls only after the class
     _send(fd, ("keys", [("find-class", name) for name, _ in plan], ["find-class", "class-calls"]))
-    for name, methods in plan:
+    asked = _asked(requests)
+    for i, (name, methods) in enumerate(plan):
+        if asked():
+            return  # the analysis is over: straight to its outputs
+        if i == likely:  # what most models read is sent: get the outputs ready before the rest
+            _prepare_outputs()
         cls, files, warned = index.with_events(lambda name=name: find_class(index, name))
         if cls is not None:
             _send(fd, ("keys", [("class-calls", cls.dotted, m) for m in methods], []))

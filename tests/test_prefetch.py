@@ -48,8 +48,6 @@ def taken(monkeypatch):
     take, start, serialize = prefetch.Prefetch.take, prefetch.start, prefetch.Prefetch.serialize
 
     def counting_serialize(self, *a):  # output files the helper made count as ("outputs",)
-        while self._open and not self._done:  # (a quick model's run may finish first: it makes its own)
-            self._receive(block=True)
         wait = serialize(self, *a)
 
         def waiting():
@@ -207,3 +205,33 @@ def _gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def test_a_helper_still_reading_when_the_outputs_are_asked_for_stops_and_makes_them(release, tmp_path, monkeypatch,
+                                                                                     taken):
+    """The backends of other attention architectures come last in the helper's plan (only some
+    models read them). Asked for the outputs meanwhile, it reads no further: the analysis is over."""
+    import sglang_baseline.analysis as analysis
+
+    got, _ = taken
+    monkeypatch.setenv("SGLANG_BASELINE_NO_PREFETCH", "1")
+    alone = _run(release, tmp_path, "alone", "llama")
+    monkeypatch.delenv("SGLANG_BASELINE_NO_PREFETCH")
+    index = analysis.Index(analysis.SourceTree(release("0.5.23")))
+    plan, likely, _ = analysis.model_independent_readings(index, analysis.load_catalog(), analysis.Layout(), None)
+    rest = [name for name, _ in plan[likely:]]
+    assert len(rest) >= 2
+    real_find, log = analysis.find_class, tmp_path / "found.log"
+
+    def slow_rest(index, name):  # in the helper: looking up the first of the rest takes a while
+        with open(log, "a") as fh:
+            fh.write(name + "\n")
+        if name == rest[0]:
+            time.sleep(5)  # the main process (Llama: under a second) asks for its outputs meanwhile
+        return real_find(index, name)
+
+    monkeypatch.setattr(analysis, "find_class", slow_rest)
+    assert _run(release, tmp_path, "asked", "llama") == alone
+    assert ("outputs",) in got
+    found = log.read_text().split()
+    assert rest[0] in found and not set(rest[1:]) & set(found), found  # it stopped after the first
