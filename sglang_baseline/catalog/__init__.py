@@ -1,4 +1,4 @@
-"""Model knowledge as data: the catalog and the pydantic models that validate it.
+"""Model knowledge as data: the catalog, and the classes pydantic validates it against.
 
 The JSON files next to this module say
 - ``runtime.json``: what the evaluator assumes about the machine and the run;
