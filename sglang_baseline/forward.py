@@ -83,7 +83,7 @@ class ForwardReader:
         self._cache: dict[tuple, ForwardPath] = {}
         self._func_cache: dict[tuple, tuple[list[Call], dict[str, str], list[tuple]]] = {}
         self._degraded = False  # an if-test could not be decided within its budget or the time limit
-        self._inlined: dict[tuple[int, int, int], tuple[Obj, dict[str, str], list[Call]]] = {}  # see _inline
+        self._inlined: dict[tuple[int, int, int], tuple[Obj, ast.AST, dict[str, str], list[Call]]] = {}  # _inline
         self.quiet = Diagnostics()
         self._children: dict[int, tuple[Obj, set[str]]] = {}
         self._keys: dict[int, tuple[Any, Any]] = {}  # id(obj) -> (obj, its state key): objects shared by many leaves
@@ -285,17 +285,17 @@ class ForwardReader:
     def _inline(self, obj: Obj, mod: ParsedModule, owner: ClassSym, node: ast.FunctionDef, depth: int,
                 via: str) -> list[Call]:
         """The calls of ``self.method(...)`` read in place, under no condition and through ``via``
-        alone (the caller adds its own).  A method called from several places of one reading
-        (LogitsProcessor._get_logits: four) is read once: what it records depends only on the
-        object, the method and the depth (its frame is fresh, its arguments unknown).  Kept
-        within one recording of files and warnings, which the first reading gave to it."""
+        alone (the caller adds its own).  A method called from several places (within a reading,
+        LogitsProcessor._get_logits: four) is read once per object: what it records depends only
+        on the object, the method and the depth (its frame is fresh, its arguments unknown).
+        Kept within one recording of files and warnings, which the first reading gave to it."""
         key = (id(obj), id(node), depth)
         got = self._inlined.get(key)
-        if got is not None and got[0] is obj and got[1] is self.index.files_read:
-            return got[2]
+        if got is not None and got[0] is obj and got[1] is node and got[2] is self.index.files_read:
+            return got[3]
         calls: list[Call] = []
         self._block(node.body, obj, self._frame(obj, mod, owner, node), calls, depth, via, ())
-        self._inlined[key] = (obj, self.index.files_read, calls)
+        self._inlined[key] = (obj, node, self.index.files_read, calls)
         return calls
 
     def _calls_in(self, node: ast.AST, obj: Obj, frame: Frame, out: list[Call], depth: int, via: str,

@@ -19,8 +19,8 @@ computes the result itself.  The outputs are the same either way.
 The helper also makes the JSON outputs and ``summary.md`` from the records the main process
 sends it when its analysis is done (``Prefetch.serialize``), so that the main process never
 imports pydantic nor jinja2.  It gets them ready (~0.15 s) once it has sent what most models
-read, before the backends of other attention architectures; asked for the outputs, it reads
-nothing more.
+read, before the backends of other attention architectures; asked for the outputs, it starts no
+further reading.
 """
 
 from __future__ import annotations
@@ -132,16 +132,18 @@ class Prefetch:
         (``report.make_outputs``), so that this process need not import pydantic nor jinja2;
         the function returned waits for the files: None when the helper cannot (gone, or
         failed, a record that does not validate included): the caller then makes them itself.
-        A helper still reading stops there (the analysis is over) and answers at once."""
+        A helper still reading stops after the class it is reading (the analysis is over),
+        gets its libraries ready if it had not, and answers."""
         self._receive(block=False)
         if not (self._open and self._requests >= 0):
             return lambda: None
         try:
             request = _frame(("outputs", impl, calls, data, str(output_dir), config_written))
-        except Exception:  # a value that does not pickle: made by the caller
+        except Exception as e:  # a value that does not pickle (a bug): made by the caller
+            self.trouble = f"could not be sent the outputs ({type(e).__name__}: {e})"[:300]
             return lambda: None
         try:
-            _write_all(self._requests, request, self.STALL_SECONDS)
+            _write_all(self._requests, request, self.STALL_SECONDS, self._fd, lambda: self._receive(block=False))
         except OSError as e:
             self.trouble = f"could not be asked for the outputs ({e.strerror or e})"
             self.close()
@@ -250,18 +252,26 @@ def _send(fd: int, msg: tuple) -> None:
         view = view[n:]
 
 
-def _write_all(fd: int, data: bytes, seconds: float) -> None:
-    """Write ``data`` to a pipe the helper drains, giving up (TimeoutError) after ``seconds``."""
+def _write_all(fd: int, data: bytes, seconds: float, results: int = -1,
+               drain: Callable[[], None] | None = None) -> None:
+    """Write ``data`` to a pipe the helper drains, giving up (TimeoutError) after ``seconds``
+    without progress.  Meanwhile ``drain()`` reads the helper's ``results`` pipe whenever it has
+    something: a helper still reading may be blocked sending a result, not yet reading this."""
     view = memoryview(data)
     poll = select.poll()
     poll.register(fd, select.POLLOUT)
+    if results >= 0 and drain is not None:
+        poll.register(results, select.POLLIN)
     os.set_blocking(fd, False)
     while view:
         try:
             view = view[os.write(fd, view):]
         except BlockingIOError:
-            if not poll.poll(seconds * 1000):
+            ready = poll.poll(seconds * 1000)
+            if not ready:
                 raise TimeoutError(errno.ETIMEDOUT, "the helper does not read") from None
+            if drain is not None and any(f == results for f, _ in ready):
+                drain()
 
 
 def _widen(fd: int) -> None:

@@ -42,7 +42,7 @@ from .schemas import (
     Warning_,
 )
 from .structure import Node
-from .values import Obj, Site, Sym, expr_of, is_known, json_value
+from .values import Obj, Site, Sym, expr_of, is_known, json_value, untracked
 
 # ---------------------------------------------------------------------------- building
 
@@ -95,7 +95,7 @@ def _kernel_call(u: DefinitionUse) -> KernelCall:
         op_type=u.op_type,
         status=u.status,  # type: ignore[arg-type]
         concrete=u.concrete,
-        axes={k: Value(expr=a.expr, value=a.value, concrete=a.known) for k, a in u.axes.items()},
+        axes={k: Value(expr=a.expr, value=untracked(a.value), concrete=a.known) for k, a in u.axes.items()},
         variant=Variant(tp=u.layout.tp, ep=u.layout.ep, page_size=u.layout.page_size),
         stage=u.rule.stage,
         count=u.count,
@@ -164,7 +164,7 @@ def build_forward(a: Analysis, lr: LayoutResult) -> list[ForwardInfo]:
         calls = [CallSite(kind=c.kind, target=c.target, code_location=_loc(c.site), condition=c.condition,
                           via=c.via, arguments=c.nargs) for c in path.calls if c.kind in ("child", "kernel", "delegate")]
         out.append(ForwardInfo(class_name=n.class_name, method=path.method, defined_in=path.owner,
-                               code_location=_loc(path.site), calls=calls, alternatives=path.alternatives))
+                               code_location=_loc(path.site), calls=calls, alternatives=list(path.alternatives)))
     return out
 
 
@@ -316,7 +316,7 @@ def build_implementation(a: Analysis, calls: list[KernelCall], trace: TraceCompa
         match=MatchOut(how=m.how, alternatives=[f"{r.class_name} ({r.file})" for r in m.alternatives]),
         source=SourceOut(kind=a.source.kind, location=a.source.location, version=a.source.version,
                          commit=a.source.commit, ref=a.source.ref, note=a.source.note),
-        config=ConfigOut(path=str(cfg.path), architectures=cfg.architectures, model_type=cfg.model_type,
+        config=ConfigOut(path=str(cfg.path), architectures=list(cfg.architectures), model_type=cfg.model_type,
                          text_config_key=cfg.text_key, quantization=cfg.quant.summary,
                          not_converted=cfg.quant.not_converted[:200]) if cfg else None,
         variants=sorted({(x.layout.tp, x.layout.ep, p): Variant(

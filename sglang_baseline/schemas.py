@@ -18,6 +18,7 @@ from .records import Record, described, record
 
 SCHEMA_VERSION = "1.0"
 
+
 @record
 class Value(Record):
     expr: str = described(description="the expression that computes it (source text or derived)")

@@ -223,14 +223,22 @@ def expr_of(v: Any) -> str:
     return type(v).__name__
 
 
+def untracked(v: Any) -> Any:
+    """A tracked layer index (or a value derived from one, see tracking) as the plain int or str
+    it stands for; anything else as it is.  Output records hold plain data."""
+    if type(v) in (int, str) or isinstance(v, bool) or not isinstance(v, (int, str)):
+        return v
+    return int(v) if isinstance(v, int) else str(v)
+
+
 def json_value(v: Any, depth: int = 0) -> Any:
     """A JSON-safe rendering of a known value; None for values that are not data."""
     if depth > 6:
         return None
     if isinstance(v, bool) or v is None:
         return v
-    if isinstance(v, (int, str)):  # a tracked layer index is plain data here (see tracking)
-        return v if type(v) in (int, str) else (int if isinstance(v, int) else str)(v)
+    if isinstance(v, (int, str)):
+        return untracked(v)
     if isinstance(v, float):
         return v if v == v and v not in (float("inf"), float("-inf")) else str(v)
     if isinstance(v, (list, tuple)):

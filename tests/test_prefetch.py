@@ -221,17 +221,57 @@ def test_a_helper_still_reading_when_the_outputs_are_asked_for_stops_and_makes_t
     plan, likely, _ = analysis.model_independent_readings(index, analysis.load_catalog(), analysis.Layout(), None)
     rest = [name for name, _ in plan[likely:]]
     assert len(rest) >= 2
-    real_find, log = analysis.find_class, tmp_path / "found.log"
+    real_find, log, asking = analysis.find_class, tmp_path / "found.log", tmp_path / "asking"
+    real_serialize = prefetch.Prefetch.serialize
 
-    def slow_rest(index, name):  # in the helper: looking up the first of the rest takes a while
+    def slow_rest(index, name):  # in the helper: the first of the rest is looked up until asked
         with open(log, "a") as fh:
             fh.write(name + "\n")
-        if name == rest[0]:
-            time.sleep(5)  # the main process (Llama: under a second) asks for its outputs meanwhile
+        deadline = time.monotonic() + 60
+        while name == rest[0] and not asking.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         return real_find(index, name)
 
+    def marked_serialize(self, *a):  # in the main process: it has asked for its outputs
+        wait = real_serialize(self, *a)
+        asking.write_text("")
+        return wait
+
     monkeypatch.setattr(analysis, "find_class", slow_rest)
+    monkeypatch.setattr(prefetch.Prefetch, "serialize", marked_serialize)
     assert _run(release, tmp_path, "asked", "llama") == alone
     assert ("outputs",) in got
     found = log.read_text().split()
     assert rest[0] in found and not set(rest[1:]) & set(found), found  # it stopped after the first
+
+
+def test_asking_a_helper_blocked_on_its_results_pipe_drains_that_pipe_meanwhile():
+    """A request larger than its pipe, to a helper that first sends more results than fit in
+    theirs: the main process must read those results while it writes, or each waits on the other."""
+    results_r, results_w = os.pipe()
+    requests_r, requests_w = os.pipe()
+    size = 1 << 20  # more than either pipe holds (64 KiB unless widened)
+    pid = os.fork()
+    if pid == 0:  # the helper: its results first, then the request
+        try:
+            os.close(results_r)
+            os.close(requests_w)
+            view = memoryview(b"r" * size)
+            while view:
+                view = view[os.write(results_w, view):]
+            got = 0
+            while got < size:
+                got += len(os.read(requests_r, 1 << 16))
+        finally:
+            os._exit(0)
+    os.close(results_w)
+    os.close(requests_r)
+    drained = []
+    try:
+        prefetch._write_all(requests_w, b"q" * size, 10, results_r,
+                            lambda: drained.append(len(os.read(results_r, 1 << 20))))
+    finally:
+        os.close(requests_w)
+        os.close(results_r)
+        os.waitpid(pid, 0)
+    assert sum(drained) > 0  # it read the helper's results to get its request through

@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from .. import records as _records
 from ..index import ClassSym, ExternalSym, Index
 from ..records import Record, described, record
 
@@ -246,18 +247,19 @@ class Catalog(Record):
         return None
 
 
-_RULE_CACHE: dict[int, dict[str, LayerRule]] = {}
+_RULE_CACHE: dict[int, tuple[Catalog, dict[str, LayerRule]]] = {}
 
 
 def _rules_by_class(cat: Catalog) -> dict[str, LayerRule]:
     got = _RULE_CACHE.get(id(cat))
-    if got is None:
-        got = {}
-        for r in cat.layers.layers:
-            for c in r.classes:
-                got.setdefault(c, r)
-        _RULE_CACHE[id(cat)] = got
-    return got
+    if got is not None and got[0] is cat:
+        return got[1]
+    rules: dict[str, LayerRule] = {}
+    for r in cat.layers.layers:
+        for c in r.classes:
+            rules.setdefault(c, r)
+    _RULE_CACHE[id(cat)] = (cat, rules)
+    return rules
 
 
 _PY = f"py{sys.version_info[0]}{sys.version_info[1]}"  # (pickles of one Python version)
@@ -270,12 +272,14 @@ def load_catalog(folder: Path = HERE) -> Catalog:
 
     Validating it means importing pydantic and building its validators (~0.1 s), so it is done
     once per content: the result is kept, pickled, beside the package's bytecode
-    (``catalog/__pycache__``) under a digest of the JSON files and of this module, and later
+    (``catalog/__pycache__``) under a digest of the JSON files and of the modules defining its
+    classes (this one and ``records``), and later
     runs load that (~1 ms, without importing pydantic).  A changed file or class gives another digest, hence a new
     validation; a missing, unreadable or damaged compiled form is validated again.  Raises
     ``pydantic.ValidationError`` when a file does not fit its class."""
     texts = {part: (folder / name).read_bytes() for part, name in PARTS.items()}
-    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest = hashlib.sha256(Path(__file__).read_bytes())  # the classes, and their base
+    digest.update(Path(_records.__file__).read_bytes())
     for part in PARTS:
         digest.update(b"\0%s\0%s" % (part.encode(), texts[part]))
     compiled = folder / "__pycache__" / f"catalog-{digest.hexdigest()[:24]}.{_PY}.pickle"
