@@ -484,9 +484,8 @@ class Index:
         self._top_defs: dict[str, dict[str, str]] = {}
         self._guards: dict[tuple[str, int, bool], tuple[bool | None, dict[str, str]]] = {}  # verdict, files
         self._guarding: set[tuple[str, int, bool]] = set()
-        # (module, name) -> symbol, files read, [the analysis that last counted them]
-        self._resolved: dict[tuple[str, str], tuple[Symbol | None, dict[str, str], list[int]]] = {}
-        self._analyses = 0  # analyses begun on this index (begin_analysis)
+        # (module, name) -> symbol, files read, [the files_read dict they were last replayed into]
+        self._resolved: dict[tuple[str, str], tuple[Symbol | None, dict[str, str], list[dict[str, str]]]] = {}
         self._recording = 0  # open recording() blocks
         self._by_rel: dict[str, ParsedModule] = {}
         self._text_files: dict[str, tuple[str, str]] = {}  # module -> (rel, digest) of a text-scanned file
@@ -524,7 +523,6 @@ class Index:
                 cache.clear()
         self.diagnostics = diagnostics
         self.files_read = {}
-        self._analyses += 1
 
     @contextmanager
     def recording(self) -> Iterator[dict[str, str]]:
@@ -835,16 +833,16 @@ class Index:
         if not _seen:  # outermost lookups are memoised for every analysis of this index
             hit = self._resolved.get(key)
             if hit is not None:
-                # the files the lookup read count as read by this analysis too (once is enough,
-                # but each recording must get them)
-                if hit[1] and (self._recording or hit[2][0] != self._analyses):
+                # the files the lookup read count as read here too: replayed once per files_read
+                # dict, as a class hierarchy's are (a new analysis and every recording start one)
+                if hit[1] and hit[2][0] is not self.files_read:
                     self.replay(hit[1])
-                    hit[2][0] = self._analyses
+                    hit[2][0] = self.files_read
                 return hit[0]
             with self.recording() as used:
                 sym = self._resolve(module, name, _seen)
             if not self._guarding:  # an answer given while a guard is being decided may be provisional
-                self._resolved[key] = (sym, used, [self._analyses])
+                self._resolved[key] = (sym, used, [self.files_read])
             return sym
         return self._resolve(module, name, _seen)
 
